@@ -1,0 +1,3 @@
+module github.com/joeyrt/joey
+
+go 1.26.8

@@ -1,0 +1,81 @@
+// Package testutil holds the helpers every joey test uses to decide whether it
+// can run here. Under JOEY_REQUIRE_ALL=1 (what `make test` sets) a test that
+// would skip for lack of root, QEMU, the guest image or nested KVM fails instead,
+// so the suite never goes green on skips.
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// RequireAll reports whether missing prerequisites must fail tests.
+func RequireAll() bool { return os.Getenv("JOEY_REQUIRE_ALL") == "1" }
+
+// Unavailable skips t with reason, or fails it under JOEY_REQUIRE_ALL=1.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if RequireAll() {
+		t.Fatalf("JOEY_REQUIRE_ALL=1 but this test cannot run: %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// RequireRoot skips (or fails) t unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "needs root")
+	}
+}
+
+// RequireQEMU returns the path of qemu-system-x86_64, or skips (fails) t.
+func RequireQEMU(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		Unavailable(t, "qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
+	}
+	return p
+}
+
+// GuestImage returns the directory of a built guest image (vmlinuz, vmlinux,
+// initrd.img, manifest.json) named by JOEY_TEST_IMAGE, or skips (fails) t.
+// `make test` builds it once and exports the variable.
+func GuestImage(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("JOEY_TEST_IMAGE")
+	if dir == "" {
+		Unavailable(t, "JOEY_TEST_IMAGE is not set: run `make test`, or `joey image build --out DIR` and export JOEY_TEST_IMAGE=DIR")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+		Unavailable(t, fmt.Sprintf("guest image at %s is incomplete: %v", dir, err))
+	}
+	return dir
+}
+
+var countMu sync.Mutex
+
+// CountVM records that a test booted a VM, so `make test` can print how many
+// VMs the suite really ran. The count goes to the file named by
+// JOEY_VM_COUNT_FILE, one line per boot.
+func CountVM(t testing.TB) {
+	t.Helper()
+	path := os.Getenv("JOEY_VM_COUNT_FILE")
+	if path == "" {
+		return
+	}
+	countMu.Lock()
+	defer countMu.Unlock()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Logf("count VM: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, t.Name())
+}
