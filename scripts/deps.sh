@@ -13,6 +13,7 @@ apt_packages=(
 	containernetworking-plugins
 	ca-certificates
 	gcc libc6-dev           # cgo for runc's nsenter in the static joey-agent
+	runc                    # reference runtime of test/containerdtest's own self-test
 )
 
 missing=()
@@ -30,6 +31,6 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.cache/bin"
 mkdir -p "$bin"
-[ -x "$bin/protoc-gen-go" ] || GOBIN="$bin" go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+[ -x "$bin/protoc-gen-go" ] || GOBIN="$bin" go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 [ -x "$bin/protoc-gen-go-ttrpc" ] || GOBIN="$bin" go install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@v1.2.10
 exit 0

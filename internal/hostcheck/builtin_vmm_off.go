@@ -1,0 +1,5 @@
+//go:build no_builtin_vmm
+
+package hostcheck
+
+const builtinVMMCompiled = false
