@@ -31,7 +31,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *protocol.CreateContai
 	}
 	defer func() {
 		if retErr != nil {
-			unmountAll(mounted)
+			s.unmountAll(mounted)
 		}
 	}()
 	if err := s.cfg.Containers.Create(ctx, req.ContainerId, &spec, spec.Process.Terminal); err != nil {
@@ -85,7 +85,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *protocol.RemoveContai
 	mounted := s.ctrMounts[req.ContainerId]
 	delete(s.ctrMounts, req.ContainerId)
 	s.mu.Unlock()
-	unmountAll(mounted)
+	s.unmountAll(mounted)
 	return &protocol.Empty{}, nil
 }
 

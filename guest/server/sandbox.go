@@ -78,7 +78,7 @@ func (s *Server) DestroySandbox(ctx context.Context, _ *protocol.DestroySandboxR
 		}
 	}
 	s.mu.Lock()
-	unmountAll(s.mounts)
+	s.unmountAll(s.mounts)
 	s.mounts = nil
 	s.sandbox = ""
 	s.mu.Unlock()
@@ -92,7 +92,7 @@ func (s *Server) DestroySandbox(ctx context.Context, _ *protocol.DestroySandboxR
 func (s *Server) mountStorages(storages []*protocol.Storage) (mounted []string, retErr error) {
 	defer func() {
 		if retErr != nil {
-			unmountAll(mounted)
+			s.unmountAll(mounted)
 			mounted = nil
 		}
 	}()
@@ -173,9 +173,9 @@ func mountFlags(opts []string) (uintptr, string) {
 	return flags, strings.Join(data, ",")
 }
 
-func unmountAll(targets []string) {
+func (s *Server) unmountAll(targets []string) {
 	for i := len(targets) - 1; i >= 0; i-- {
-		if err := unix.Unmount(targets[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		if err := s.cfg.Unmount(targets[i]); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			log.L.WithError(err).WithField("target", targets[i]).Warn("unmount storage")
 		}
 	}

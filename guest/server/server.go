@@ -69,6 +69,8 @@ type Config struct {
 	Root string
 	// Mount mounts a storage; nil means unix.Mount. Tests replace it.
 	Mount func(source, target, fstype string, flags uintptr, data string) error
+	// Unmount undoes Mount; nil means a lazy unix.Unmount.
+	Unmount func(target string) error
 }
 
 // Server implements protocol.AgentService.
@@ -97,6 +99,9 @@ var _ protocol.AgentService = (*Server)(nil)
 func New(cfg Config) *Server {
 	if cfg.Mount == nil {
 		cfg.Mount = unix.Mount
+	}
+	if cfg.Unmount == nil {
+		cfg.Unmount = func(target string) error { return unix.Unmount(target, unix.MNT_DETACH) }
 	}
 	if cfg.PowerOff == nil {
 		cfg.PowerOff = func() {}
