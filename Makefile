@@ -46,7 +46,7 @@ lint:
 
 # The guest image the VM tests boot; rebuilt only when its inputs change.
 image: build
-	bin/joey image build --agent bin/joey-agent --out $(TEST_IMAGE)
+	bin/joey image build --agent bin/joey-agent --out $(TEST_IMAGE) --download-dir $(CACHE)/kernel
 
 # Unit tests only: no root, no VM.
 unit:
