@@ -7,8 +7,10 @@ CACHE := $(CURDIR)/.cache
 TEST_IMAGE ?= $(CACHE)/image
 export PATH := $(CACHE)/bin:/usr/local/go/bin:$(PATH)
 
-HOST_CMDS := joey
-.PHONY: all deps build agent generate check-generated lint image test unit bench clean
+HOST_CMDS := joey joey-testimage containerd-shim-joey-v2
+CONTAINERD_BIN := $(CACHE)/containerd/bin
+PREFIX ?= /usr/local
+.PHONY: all deps build agent generate check-generated lint image containerd test unit bench demo install clean
 
 all: build
 
@@ -48,16 +50,37 @@ lint:
 image: build
 	bin/joey image build --agent bin/joey-agent --out $(TEST_IMAGE) --download-dir $(CACHE)/kernel
 
+# containerd 2.4.2 (ctr, runc shim) for the end-to-end tests and the demo,
+# built once from the Go module proxy into .cache.
+containerd:
+	@scripts/containerd.sh $(CONTAINERD_BIN)
+
 # Unit tests only: no root, no VM.
 unit:
 	$(GO) test -count=1 ./...
 
 # The whole suite. JOEY_REQUIRE_ALL=1 turns every would-be skip into a failure.
-test: deps check-generated lint image
+test: deps check-generated lint image containerd
 	@rm -f $(CACHE)/vms-booted
 	JOEY_REQUIRE_ALL=1 JOEY_TEST_IMAGE=$(TEST_IMAGE) JOEY_VM_COUNT_FILE=$(CACHE)/vms-booted \
+	JOEY_CONTAINERD_BIN=$(CONTAINERD_BIN) JOEY_KERNEL_DEB=$$(ls $(CACHE)/kernel/linux-image-*.deb | tail -1) \
 		$(GO) test -count=1 -p 1 -timeout 25m ./...
 	@echo "VMs booted by the suite: $$(cat $(CACHE)/vms-booted 2>/dev/null | wc -l)"
+
+# A private containerd runs `uname -a` in a joey VM (see scripts/demo.sh).
+demo: deps build image containerd
+	JOEY_IMAGE_DIR=$(TEST_IMAGE) scripts/demo.sh
+
+# Installs joey for a system containerd: binaries, default config (kept if
+# present), and the guest image in /var/lib/joey/image (rebuilt only when
+# its inputs changed).
+install: build
+	install -D -m 0755 bin/joey $(DESTDIR)$(PREFIX)/bin/joey
+	install -D -m 0755 bin/containerd-shim-joey-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-joey-v2
+	install -D -m 0755 bin/joey-agent $(DESTDIR)$(PREFIX)/lib/joey/joey-agent
+	@if [ -f $(DESTDIR)/etc/joey/config.toml ]; then echo "keeping /etc/joey/config.toml"; \
+	else install -D -m 0644 config/joey.toml $(DESTDIR)/etc/joey/config.toml; fi
+	$(DESTDIR)$(PREFIX)/bin/joey image build --agent $(DESTDIR)$(PREFIX)/lib/joey/joey-agent
 
 clean:
 	rm -rf bin
