@@ -36,9 +36,9 @@ func init() {
 
 type runOptions struct {
 	bundle, rootfs, id, configPath, hypervisor, cwd, user string
-	env                                               multiFlag
-	tty, readOnly                                     bool
-	args                                              []string
+	env                                                   multiFlag
+	tty, readOnly                                         bool
+	args                                                  []string
 }
 
 type multiFlag []string
@@ -244,7 +244,6 @@ func runContainer(ctx context.Context, cfg *config.Config, id, bundle string, sp
 		}
 	}
 }
-
 
 // parseUser reads "UID" or "UID:GID"; a lone UID runs with GID = UID's
 // number, as there is no passwd lookup on the host for a guest rootfs.

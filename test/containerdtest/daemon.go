@@ -51,6 +51,10 @@ type Options struct {
 	// LogLevel is containerd's log level. Default: debug; the log is only
 	// shown when the test fails.
 	LogLevel string
+	// Env are extra environment variables for containerd, in the form
+	// KEY=value. Shims inherit containerd's environment, so this is how a
+	// test points joey's shim at a configuration file (JOEY_CONFIG).
+	Env []string
 	// ExtraConfig is TOML appended to the generated config. It must not
 	// repeat a table the harness writes ([grpc], [debug], the
 	// transfer plugin's unpack_config).
@@ -139,7 +143,7 @@ func Start(t testing.TB, opts Options) *Daemon {
 	}
 
 	began := time.Now()
-	if err := d.start(cfgPath, extraPath); err != nil {
+	if err := d.start(cfgPath, extraPath, opts.Env); err != nil {
 		t.Fatalf("containerdtest: %v", err)
 	}
 	t.Cleanup(func() { d.teardown(t) })
@@ -246,7 +250,7 @@ func (d *Daemon) pickSnapshotter(t testing.TB) {
 // its OS thread until containerd exits, because the parent-death signal is
 // tied to the thread that forked: containerd must go when the test binary
 // dies (a panic, a -timeout) and not before.
-func (d *Daemon) start(cfgPath string, extraPath []string) error {
+func (d *Daemon) start(cfgPath string, extraPath, env []string) error {
 	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("open containerd log: %w", err)
@@ -254,6 +258,7 @@ func (d *Daemon) start(cfgPath string, extraPath []string) error {
 	path := append(append([]string{}, extraPath...), d.binDir, os.Getenv("PATH"))
 	cmd := exec.Command(filepath.Join(d.binDir, "containerd"), "--config", cfgPath)
 	cmd.Env = append(withoutEnv(os.Environ(), "PATH"), "PATH="+strings.Join(path, ":"))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -324,4 +329,20 @@ next:
 		out = append(out, kv)
 	}
 	return out
+}
+
+// ShimPid returns the pid of the shim process containerd started for task
+// id (a shim serving several tasks was started for the first of them). It
+// is 0 when no such shim runs.
+func (d *Daemon) ShimPid(id string) (int, error) {
+	shims, err := processesWithArg("-address", d.address)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range shims {
+		if strings.Contains(p.cmdline+" ", " -id "+id+" ") {
+			return p.pid, nil
+		}
+	}
+	return 0, nil
 }

@@ -249,7 +249,6 @@ func TestGuestImageRunsContainersOverTheAgentProtocol(t *testing.T) {
 	})
 }
 
-
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
