@@ -72,8 +72,13 @@ type guest struct {
 // the agent.
 func boot(t *testing.T, share string) *guest {
 	t.Helper()
+	return bootImage(t, testutil.GuestImage(t), share, false)
+}
+
+// bootImage boots the image in img; debugConsole adds the debug console port.
+func bootImage(t *testing.T, img, share string, debugConsole bool) *guest {
+	t.Helper()
 	testutil.RequireQEMU(t)
-	img := testutil.GuestImage(t)
 	d, err := qemu.New(qemu.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +104,7 @@ func boot(t *testing.T, share string) *guest {
 		ConsoleLog:   console,
 		AgentChannel: hypervisor.AgentChannel{Kind: hypervisor.ChannelSerial},
 		SharedFS:     []hypervisor.SharedFS{{Tag: "share", Kind: hypervisor.SharedFS9P, HostPath: share}},
+		DebugConsole: debugConsole,
 	})
 	if err != nil {
 		t.Fatal(err)
