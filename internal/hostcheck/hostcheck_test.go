@@ -191,7 +191,7 @@ func TestProbeReportsWhatAFakeHostOffers(t *testing.T) {
 		rows: map[string]row{
 			"vhost-net":   {status: OK, value: "/dev/vhost-net"},
 			"vhost-vsock": {status: OK, value: "/dev/vhost-vsock"},
-			"virtiofsd":   {status: OK, value: "/usr/libexec/virtiofsd", detail: "virtiofsd 1.10.1"},
+			"virtiofsd":   {status: Unavailable, value: "/usr/libexec/virtiofsd", detail: "virtiofsd 1.10.1"},
 			"containerd":  {status: OK, value: "2.4.2"},
 			"cgroup-v2":   {status: OK, value: "unified"},
 		},

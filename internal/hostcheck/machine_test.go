@@ -37,7 +37,7 @@ func TestProbeOnThisMachine(t *testing.T) {
 		"builtin-vmm": {status: Unavailable},
 		"vhost-net":   {status: Unavailable},
 		"vhost-vsock": {status: Unavailable, detail: "no such file"},
-		"virtiofsd":   {status: OK, detail: "virtiofsd version 7.2"},
+		"virtiofsd":   {status: Unavailable, detail: "does not drive virtio-fs"},
 		"cgroup-v2":   {status: Unavailable, value: "hybrid"},
 		"image":       {status: Missing, detail: "read manifest.json"},
 	} {
