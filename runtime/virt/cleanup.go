@@ -17,6 +17,7 @@ import (
 	"github.com/joeyrt/joey/internal/procutil"
 	"github.com/joeyrt/joey/persist"
 	"github.com/joeyrt/joey/persist/api"
+	"github.com/joeyrt/joey/resource/network"
 )
 
 // killWait bounds the wait for a killed VMM to go, so that its open files
@@ -24,9 +25,10 @@ import (
 const killWait = 5 * time.Second
 
 // Cleanup implements runtime.Handler: after a shim died, it frees what the
-// sandbox's persisted state records (the VMM and its helpers, the
-// containers' mounts, the share) and removes the state directory. It reads
-// nothing but the state, and can be repeated.
+// sandbox's persisted state records (the VMM and its helpers, the TAPs and
+// qdiscs in the pod's network namespace, the containers' mounts, the share)
+// and removes the state directory. It reads nothing but the state, and can
+// be repeated.
 func (h *Handler) Cleanup(ctx context.Context, namespace, id string) error {
 	cfg := h.cfg
 	if cfg == nil {
@@ -58,6 +60,10 @@ func (h *Handler) Cleanup(ctx context.Context, namespace, id string) error {
 		if err := killRecorded(ctx, p); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// After the VMM is gone: it held the TAPs' queues.
+	if err := network.TeardownFromState(ctx, st.Network.NetNS, st.Network.Endpoints); err != nil {
+		errs = append(errs, err)
 	}
 	if err := unmountRecorded(ctx, st, dir); err != nil {
 		errs = append(errs, err)

@@ -219,6 +219,12 @@ func (c *container) Start(ctx context.Context, execID string) error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	if execID == "" && c.id == c.sb.id {
+		// `ctr run --cni` has set the network up by now.
+		if err := c.sb.attachLateNetwork(ctx); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+	}
 	if err := p.start(ctx); err != nil {
 		return err
 	}

@@ -130,9 +130,17 @@ func (h *Handler) CreateSandbox(ctx context.Context, sc runtime.SandboxConfig) (
 	if err := share.Setup(ctx, sb.state.recordSandboxMount); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
 	}
+	nics, err := sb.setupNetwork(ctx, cfg, podNetNS(sc.Spec), size.VCPUs)
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
+	}
+	sb.vcpus, sb.netModel = size.VCPUs, cfg.Runtime.NetworkModel
+	ownNetNS := wantsOwnNetNS(cfg, sc.Spec)
 	vmcfg := vmConfig(cfg, sc.ID, size, dir, share)
+	vmcfg.Net = nics // Start owns their files from here on, whatever happens
+	vmcfg.HotplugSlots = hotplugSlots(cfg, ownNetNS)
 	start := time.Now()
-	vm, err := drv.Start(ctx, vmcfg)
+	vm, err := sb.startVM(ctx, drv, ownNetNS, vmcfg)
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
 	}
@@ -148,7 +156,7 @@ func (h *Handler) CreateSandbox(ctx context.Context, sc runtime.SandboxConfig) (
 	booted := time.Since(start)
 	_, err = client.CreateSandbox(ctx, &protocol.CreateSandboxRequest{
 		SandboxId: sc.ID,
-		Hostname:  sc.Spec.Hostname,
+		Hostname:  guestHostname(sc),
 		Storages: []*protocol.Storage{share.Storage(), {
 			Driver: "tmpfs", Source: "tmpfs", Fstype: "tmpfs", MountPoint: guestShmDir,
 			Options: []string{"nosuid", "nodev", "noexec", "mode=1777", shmOptions},
@@ -159,6 +167,9 @@ func (h *Handler) CreateSandbox(ctx context.Context, sc runtime.SandboxConfig) (
 		return nil, fmt.Errorf("create sandbox %s: agent: %w", sc.ID, agentErr(err))
 	}
 	sb.guestReady = true
+	if err := sb.configureGuestNetwork(ctx); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
+	}
 	if err := sb.state.update(ctx, func(st *api.SandboxState) { st.Status = api.SandboxRunning }); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
 	}
@@ -312,4 +323,17 @@ func (s *sandbox) recordVMM(ctx context.Context) error {
 		state.VMM.Pid = pid
 		state.VMM.StartTime = st
 	})
+}
+
+// guestHostname is the spec's hostname, or the sandbox ID when it has none:
+// runc would show the host's name there, which a VM should not leak.
+func guestHostname(sc runtime.SandboxConfig) string {
+	if sc.Spec.Hostname != "" {
+		return sc.Spec.Hostname
+	}
+	const max = 63 // a hostname label
+	if len(sc.ID) > max {
+		return sc.ID[:max]
+	}
+	return sc.ID
 }

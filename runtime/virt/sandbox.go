@@ -19,6 +19,7 @@ import (
 	"github.com/joeyrt/joey/hypervisor"
 	"github.com/joeyrt/joey/persist/api"
 	"github.com/joeyrt/joey/resource/hostmount"
+	"github.com/joeyrt/joey/resource/network"
 	"github.com/joeyrt/joey/resource/sharefs"
 	"github.com/joeyrt/joey/runtime"
 )
@@ -42,9 +43,14 @@ type sandbox struct {
 	share         *sharefs.Share
 	state         *stateKeeper
 
-	// vm and agent are set during creation, before the sandbox is shared.
-	vm    hypervisor.VM
-	agent *agent.Client
+	// vm, agent and network are set during creation, before the sandbox
+	// is shared; network is nil when the spec names no network namespace.
+	vm      hypervisor.VM
+	agent   *agent.Client
+	network *network.Network // guarded by lifecycleMu once shared
+	// vcpus and netModel size and shape a network attached after boot.
+	vcpus    int
+	netModel string
 	// guestReady is set once the agent's CreateSandbox succeeded.
 	guestReady bool
 
@@ -269,6 +275,11 @@ func (s *sandbox) teardown(ctx context.Context) error {
 		s.agent.Close()
 	}
 	s.markAllExited(ctx)
+	// The VMM is gone (or Stop failed, and then the TAPs' removal cuts it
+	// off the pod network anyway).
+	if err := s.teardownNetwork(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	st := s.state.snapshot()
 	if err := unmountRecorded(ctx, &st, s.dir); err != nil {
 		errs = append(errs, err)

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // shimBinDir builds containerd-shim-joey-v2 from this repository, once per
 // test binary, and returns the directory holding it.
-func shimBinDir(t *testing.T) string {
+func shimBinDir(t testing.TB) string {
 	t.Helper()
 	shimOnce.Do(func() {
 		root, err := repoRoot()
@@ -104,7 +104,7 @@ type env struct {
 // newEnv starts containerd with the joey shim on its PATH and imports the
 // busybox image. It skips (or fails under JOEY_REQUIRE_ALL=1) where the
 // tests cannot run.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireQEMU(t)
@@ -139,7 +139,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func testContext(t *testing.T, d time.Duration) context.Context {
+func testContext(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -180,7 +180,7 @@ func (e *env) runStdin(t *testing.T, stdin *strings.Reader, id string, flags []s
 }
 
 // ctr runs ctr and fails the test on error.
-func (e *env) ctr(t *testing.T, args ...string) string {
+func (e *env) ctr(t testing.TB, args ...string) string {
 	t.Helper()
 	out, _, err := e.d.Ctr(testContext(t, 2*time.Minute), args...)
 	if err != nil {
@@ -190,7 +190,7 @@ func (e *env) ctr(t *testing.T, args ...string) string {
 }
 
 // runDetached starts a long-running container with `ctr run -d`.
-func (e *env) runDetached(t *testing.T, id string, flags []string, cmd ...string) {
+func (e *env) runDetached(t testing.TB, id string, flags []string, cmd ...string) {
 	t.Helper()
 	testutil.CountVM(t)
 	args := append([]string{"run", "-d", "--runtime", runtimeName}, flags...)
@@ -214,7 +214,7 @@ func (e *env) taskStatus(t *testing.T, id string) (pid, status string) {
 
 // removeTask kills and deletes a detached container's task and the
 // container.
-func (e *env) removeTask(t *testing.T, id string) {
+func (e *env) removeTask(t testing.TB, id string) {
 	t.Helper()
 	e.ctr(t, "task", "rm", "-f", id)
 	e.ctr(t, "container", "rm", id)
@@ -225,7 +225,7 @@ func (e *env) removeTask(t *testing.T, id string) {
 // sandbox state may remain and nothing may stay mounted under it. What it
 // finds fails the test and is then removed, so one leak does not spill
 // into the next test.
-func (e *env) checkNothingLeft(t *testing.T, root string) {
+func (e *env) checkNothingLeft(t testing.TB, root string) {
 	for _, p := range processesMentioning(root) {
 		t.Errorf("process left running: %s", p)
 		if pid, err := strconv.Atoi(strings.SplitN(p, ":", 2)[0]); err == nil {

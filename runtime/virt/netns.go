@@ -1,0 +1,144 @@
+package virt
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/joeyrt/joey/config"
+	"github.com/joeyrt/joey/hypervisor"
+	"github.com/joeyrt/joey/persist/api"
+)
+
+// ownNetNSFile is where, in the sandbox's directory, a network namespace
+// the sandbox made for itself is bound.
+const ownNetNSFile = "netns"
+
+// wantsOwnNetNS reports whether spec asks for a new network namespace (an
+// entry without a path), as `ctr run` without --net-host and `ctr run
+// --cni` do. The VMM is then started in a fresh namespace, so that the
+// task's pid containerd sees lives in the sandbox's namespace and not in
+// the host's: `ctr run --cni` configures CNI in /proc/PID/ns/net between
+// Create and Start, and must never do that to the host's namespace. An
+// in-process VMM has the shim's pid, which cannot move.
+func wantsOwnNetNS(cfg *config.Config, spec *specs.Spec) bool {
+	if cfg.Runtime.Hypervisor == config.HypervisorBuiltin || spec == nil || spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
+}
+
+// makeOwnNetNS creates the sandbox's own network namespace, bound to a
+// file in its directory. The bind mount is recorded as a sandbox mount
+// before it exists, so teardown and Cleanup unmount it like the others;
+// the namespace goes when its last user, the VMM, has gone too.
+func (s *sandbox) makeOwnNetNS(ctx context.Context) (string, error) {
+	path := filepath.Join(s.dir, ownNetNSFile)
+	err := s.state.update(ctx, func(st *api.SandboxState) {
+		st.Network = api.Network{NetNS: path, OwnNetNS: true}
+		st.Mounts = append(st.Mounts, path)
+	})
+	if err != nil {
+		return "", fmt.Errorf("own network namespace: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("own network namespace: %w", err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine instead of
+		// running other goroutines in the new namespace.
+		goruntime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("unshare: %w", err)
+			}
+			self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+			if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind %s: %w", path, err)
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		return "", fmt.Errorf("own network namespace: %w", err)
+	}
+	log.G(ctx).WithField("netns", path).Debug("the VMM runs in a network namespace of its own")
+	return path, nil
+}
+
+// startVM starts the VM through drv, inside a network namespace of the
+// sandbox's own when ownNetNS is set. Like drv.Start, it owns vmcfg's
+// files whatever happens.
+func (s *sandbox) startVM(ctx context.Context, drv hypervisor.Driver, ownNetNS bool, vmcfg *hypervisor.Config) (hypervisor.VM, error) {
+	if !ownNetNS {
+		return drv.Start(ctx, vmcfg)
+	}
+	ns, err := s.makeOwnNetNS(ctx)
+	if err != nil {
+		vmcfg.CloseFiles()
+		return nil, err
+	}
+	var vm hypervisor.VM
+	started := false
+	err = inNetNS(ns, func() error {
+		started = true
+		var err error
+		vm, err = drv.Start(ctx, vmcfg)
+		return err
+	})
+	if !started {
+		vmcfg.CloseFiles()
+	}
+	return vm, err
+}
+
+// inNetNS runs fn on a thread inside the network namespace at path; what
+// fn starts (the VMM's process) is born there. A thread that cannot go
+// back to the original namespace dies with its goroutine.
+func inNetNS(path string, fn func() error) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+	done := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
+			done <- fmt.Errorf("open current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			goruntime.UnlockOSThread()
+			done <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			return
+		}
+		fnErr := fn()
+		if err := netns.Set(orig); err != nil {
+			log.L.WithError(err).Error("leave the sandbox's network namespace; dropping the thread")
+			done <- fnErr
+			return
+		}
+		goruntime.UnlockOSThread()
+		done <- fnErr
+	}()
+	return <-done
+}
