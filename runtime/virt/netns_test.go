@@ -62,7 +62,10 @@ func TestVMMRunsInTheSandboxsOwnNetNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostNS, err := os.Readlink("/proc/self/ns/net")
+	// Not /proc/self: that is the main thread's namespace, and the thread
+	// that made the sandbox's namespace may have been the main thread,
+	// which Go parks (in that namespace) instead of ending it.
+	hostNS, err := os.Readlink("/proc/1/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
