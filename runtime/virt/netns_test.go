@@ -62,10 +62,7 @@ func TestVMMRunsInTheSandboxsOwnNetNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Not /proc/self: that is the main thread's namespace, and the thread
-	// that made the sandbox's namespace may have been the main thread,
-	// which Go parks (in that namespace) instead of ending it.
-	hostNS, err := os.Readlink("/proc/1/ns/net")
+	hostNS, err := startNetNS, startNetNSErr
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,3 +143,9 @@ func TestNetworkSetUpBetweenCreateAndStartIsHotplugged(t *testing.T) {
 		t.Errorf("mounts left after Shutdown: %q", left)
 	}
 }
+
+// startNetNS is the test process's network namespace, read while package
+// variables are initialised, before any test ran. Later, /proc/self shows
+// the main thread's namespace, and the thread that made a sandbox's
+// namespace may have been the main thread, which Go parks instead of ending.
+var startNetNS, startNetNSErr = os.Readlink("/proc/thread-self/ns/net")
