@@ -74,7 +74,7 @@ func Run(t testing.TB, opts Options) Result {
 // RunGoTest builds pkg's test binary on the host with `go test -c` and runs
 // it in L1 with -test.run=pattern -test.v, InsideEnv=1 set and
 // opts.Command as extra arguments. The binary lives in the job share
-// (L1's /tmp), since the host's /tmp is hidden under it in L1.
+// (job.ShareDir in L1).
 func RunGoTest(t testing.TB, pkg, pattern string, opts Options) Result {
 	t.Helper()
 	requirements(t)
@@ -85,7 +85,7 @@ func RunGoTest(t testing.TB, pkg, pattern string, opts Options) Result {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go test -c %s: %v\n%s", pkg, err, out)
 	}
-	opts.Command = append([]string{"/tmp/inner.test", "-test.run", pattern, "-test.v", "-test.count=1"}, opts.Command...)
+	opts.Command = append([]string{job.ShareDir + "/inner.test", "-test.run", pattern, "-test.v", "-test.count=1"}, opts.Command...)
 	return run(t, share, opts)
 }
 
@@ -149,7 +149,7 @@ func run(t testing.TB, share string, opts Options) Result {
 	}
 	j := job.Job{
 		Command: opts.Command,
-		Env:     append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", InsideEnv + "=1"}, opts.Env...),
+		Env:     append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TMPDIR=" + job.ShareDir, InsideEnv + "=1"}, opts.Env...),
 		Dir:     opts.Dir,
 		// The command gets the run's time less a margin for L1 to boot and
 		// report, so a hanging command still yields a verdict.

@@ -11,9 +11,13 @@ const (
 	// relative to /lib/modules/<release>/, dependencies first.
 	ModuleList = "/etc/nested/modules"
 	// RootTag and ShareTag are the 9p mount tags of the host's root and
-	// of the writable job share (mounted on /tmp in L1).
+	// of the writable job share.
 	RootTag  = "hostroot"
 	ShareTag = "share"
+	// ShareDir is where the job share appears in L1 after the chroot, and
+	// the command's TMPDIR. It is not /tmp: the repository under test may
+	// itself live in the host's /tmp, which must stay visible.
+	ShareDir = "/run/joey-nested"
 	// File is the job description in the share; OutputFile receives the
 	// command's stdout and stderr.
 	File       = "job.json"

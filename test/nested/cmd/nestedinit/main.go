@@ -103,8 +103,8 @@ func run() (int, error) {
 		{"devtmpfs", "/host/dev", "devtmpfs", 0, ""},
 		{"proc", "/host/proc", "proc", 0, ""},
 		{"sysfs", "/host/sys", "sysfs", 0, ""},
-		{"/share", "/host/tmp", "", unix.MS_BIND, ""},
 		{"tmpfs", "/host/run", "tmpfs", 0, ""},
+		{"/share", "/host" + job.ShareDir, "", unix.MS_BIND, ""},
 	}); err != nil {
 		return 0, err
 	}
@@ -114,7 +114,7 @@ func run() (int, error) {
 	if err := os.Chdir(j.Dir); err != nil {
 		return 0, err
 	}
-	out, err := os.Create("/tmp/" + job.OutputFile)
+	out, err := os.Create(job.ShareDir + "/" + job.OutputFile)
 	if err != nil {
 		return 0, err
 	}
