@@ -1,49 +1,17 @@
 package network
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
+
+	"github.com/joeyrt/joey/internal/netnsexec"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// inNetNS runs fn on an OS thread inside the network namespace at path.
-// Namespaces belong to threads, so fn runs on a goroutine locked to its
-// thread; a thread that cannot be switched back ends with its goroutine
-// instead of running other goroutines in the pod's namespace.
-func inNetNS(path string, fn func() error) error {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("open current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
-			done <- errors.Join(fnErr, fmt.Errorf("leave network namespace %s: %w", path, err))
-			return // still locked: the thread dies with this goroutine
-		}
-		runtime.UnlockOSThread()
-		done <- fnErr
-	}()
-	return <-done
-}
+// inNetNS runs fn on an OS thread inside the pod's network namespace.
+func inNetNS(path string, fn func() error) error { return netnsexec.Run(path, fn) }
 
 // withNetNSSysfs runs fn with a sysfs that shows the network namespace at
 // path: /sys/class/net of the host's sysfs mount lists the links of the

@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 
+	"github.com/joeyrt/joey/internal/netnsexec"
+
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/joeyrt/joey/config"
@@ -108,37 +109,5 @@ func (s *sandbox) startVM(ctx context.Context, drv hypervisor.Driver, ownNetNS b
 }
 
 // inNetNS runs fn on a thread inside the network namespace at path; what
-// fn starts (the VMM's process) is born there. A thread that cannot go
-// back to the original namespace dies with its goroutine.
-func inNetNS(path string, fn func() error) error {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			goruntime.UnlockOSThread()
-			done <- fmt.Errorf("open current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			goruntime.UnlockOSThread()
-			done <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
-			log.L.WithError(err).Error("leave the sandbox's network namespace; dropping the thread")
-			done <- fnErr
-			return
-		}
-		goruntime.UnlockOSThread()
-		done <- fnErr
-	}()
-	return <-done
-}
+// fn starts (the VMM's process) is born there.
+func inNetNS(path string, fn func() error) error { return netnsexec.Run(path, fn) }
