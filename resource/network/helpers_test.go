@@ -347,3 +347,23 @@ func requireSnapshot(t *testing.T, h *netlink.Handle, want []string) {
 		t.Fatalf("namespace not as it was:\n added: %s\n missing: %s", strings.Join(added, "\n   "), strings.Join(missing, "\n   "))
 	}
 }
+
+// settledSnapshot waits until the namespace stops changing on its own — a
+// link just made loses its carrier and gains its IPv6 link-local route
+// asynchronously — and returns its snapshot, so that a later comparison
+// sees only what the code under test did.
+func settledSnapshot(t *testing.T, h *netlink.Handle) []string {
+	t.Helper()
+	prev, stable := snapshot(t, h), 0
+	for i := 0; i < 20 && stable < 2; i++ {
+		time.Sleep(500 * time.Millisecond)
+		cur := snapshot(t, h)
+		if slices.Equal(prev, cur) {
+			stable++
+		} else {
+			stable = 0
+		}
+		prev = cur
+	}
+	return prev
+}

@@ -64,7 +64,7 @@ func TestFailedSetupLeavesNothingBehind(t *testing.T) {
 			p.configure(t, eth0, "peer0")
 			p.addVeth(t, "eth1", "peer1", "02:00:00:4a:0b:02", "02:00:00:4a:0b:01")
 			tt.provoke(t, p)
-			before := snapshot(t, p.hpod)
+			before := settledSnapshot(t, p.hpod)
 
 			_, err := Setup(context.Background(), Options{NetNS: p.pod, Model: tt.model, NoVhostNet: true})
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), `interface "eth1"`) {
