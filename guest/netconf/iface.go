@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/joeyrt/joey/internal/nldump"
+
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/vishvananda/netlink"
@@ -89,7 +91,7 @@ func (c *Config) configureLink(ctx context.Context, link netlink.Link, in *proto
 // first; then every wanted one is (re)added, because deleting an IPv4 primary
 // address also deletes its secondaries, which may be wanted.
 func (c *Config) replaceAddrs(ctx context.Context, link netlink.Link, want []*net.IPNet) error {
-	have, err := dump(func() ([]netlink.Addr, error) { return c.h.AddrList(link, netlink.FAMILY_ALL) })
+	have, err := nldump.Do(func() ([]netlink.Addr, error) { return c.h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -129,7 +131,7 @@ func containsNet(list []*net.IPNet, n *net.IPNet) bool {
 // because a miss usually means the VM's NIC was given another MAC than the
 // pod's interface.
 func (c *Config) linkByMAC(mac net.HardwareAddr) (netlink.Link, error) {
-	links, err := dump(c.h.LinkList)
+	links, err := nldump.Do(c.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -220,7 +222,7 @@ func (c *Config) ListInterfaces(ctx context.Context) (*protocol.Interfaces, erro
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	links, err := dump(c.h.LinkList)
+	links, err := nldump.Do(c.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: list links: %w", err)
 	}
@@ -255,7 +257,7 @@ func (c *Config) readInterface(index int) (*protocol.Interface, error) {
 // nil) by link index. Link-local and host addresses are the kernel's own and
 // would not mean the same on the other side.
 func (c *Config) globalAddrs(link netlink.Link) (map[int][]*protocol.IPAddress, error) {
-	list, err := dump(func() ([]netlink.Addr, error) { return c.h.AddrList(link, netlink.FAMILY_ALL) })
+	list, err := nldump.Do(func() ([]netlink.Addr, error) { return c.h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}

@@ -17,6 +17,8 @@ import (
 	"net"
 	"sync"
 
+	"github.com/joeyrt/joey/internal/nldump"
+
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 )
@@ -59,30 +61,10 @@ func (c *Config) SetupLoopback(ctx context.Context) error {
 	return nil
 }
 
-// dumpRetries bounds how often a dump interrupted by a concurrent change is
-// repeated; the kernel marks such dumps and their content may be inconsistent.
-const dumpRetries = 5
-
-// dump runs a netlink dump and repeats it while the kernel reports that it was
-// interrupted, so callers never act on a half-consistent view.
-func dump[T any](f func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for range dumpRetries {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, err
-}
-
 // linkNames maps link indexes to names, for turning routes and addresses back
 // into the protocol's device names.
 func (c *Config) linkNames() (map[int]netlink.Link, error) {
-	links, err := dump(c.h.LinkList)
+	links, err := nldump.Do(c.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"slices"
 
+	"github.com/joeyrt/joey/internal/nldump"
+
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/vishvananda/netlink"
@@ -70,7 +72,7 @@ func (c *Config) updateRoutes(ctx context.Context, want []wantRoute) error {
 		devices[index] = want[i].device
 	}
 
-	have, err := dump(func() ([]netlink.Route, error) { return c.h.RouteList(nil, netlink.FAMILY_ALL) })
+	have, err := nldump.Do(func() ([]netlink.Route, error) { return c.h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
@@ -279,7 +281,7 @@ func (c *Config) listRoutes() (*protocol.Routes, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := dump(func() ([]netlink.Route, error) { return c.h.RouteList(nil, netlink.FAMILY_ALL) })
+	list, err := nldump.Do(func() ([]netlink.Route, error) { return c.h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("dump routes: %w", err)
 	}

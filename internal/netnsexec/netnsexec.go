@@ -11,6 +11,7 @@ import (
 	"runtime"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Run runs fn on an OS thread inside the network namespace at path ("" =
@@ -51,4 +52,25 @@ func Run(path string, fn func() error) error {
 		done <- fnErr
 	}()
 	return <-done
+}
+
+// Create makes a new network namespace and pins it by bind-mounting it on
+// path, which must be an existing file. The thread that made it ends with
+// its goroutine (it is never unlocked), so no other goroutine runs there.
+// The namespace lives until path is unmounted and its last user is gone.
+func Create(path string) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare network namespace: %w", err)
+			return
+		}
+		if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("pin network namespace on %s: %w", path, err)
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
 }

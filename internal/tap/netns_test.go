@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -21,33 +19,14 @@ import (
 // fails the test if the mount stays behind.
 func newNetNS(t *testing.T) string {
 	t.Helper()
-	testutil.RequireRoot(t)
-	path := filepath.Join(t.TempDir(), "netns")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread's namespace changes, so it must end
-		// with this goroutine rather than go back to the scheduler.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("make network namespace: %v", err)
-	}
+	var path string
+	// Registered first so it runs last, after NewNetNS's unmount.
 	t.Cleanup(func() {
-		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", path, err)
-		}
-		if mounted(t, path) {
+		if path != "" && mounted(t, path) {
 			t.Errorf("namespace mount %s left behind", path)
 		}
 	})
+	path = testutil.NewNetNS(t)
 	return path
 }
 

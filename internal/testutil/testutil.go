@@ -11,6 +11,10 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/joeyrt/joey/internal/netnsexec"
 )
 
 // RequireAll reports whether missing prerequisites must fail tests.
@@ -78,4 +82,25 @@ func CountVM(t testing.TB) {
 	}
 	defer f.Close()
 	fmt.Fprintln(f, t.Name())
+}
+
+// NewNetNS makes a network namespace of the test's own, pinned on a file
+// under t.TempDir(), and returns its path. Cleanup unmounts it, which ends
+// the namespace and everything in it once nothing uses it.
+func NewNetNS(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := netnsexec.Create(path); err != nil {
+		t.Fatalf("make network namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", path, err)
+		}
+	})
+	return path
 }

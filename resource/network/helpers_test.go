@@ -3,9 +3,6 @@ package network
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -31,30 +28,7 @@ const (
 // it. Cleanup unmounts it, which ends it and everything in it.
 func newNetNS(t *testing.T) (string, *netlink.Handle) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	path := filepath.Join(t.TempDir(), "netns")
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread's namespace changed, so it ends with
-		// this goroutine.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("make network namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", path, err)
-		}
-	})
+	path := testutil.NewNetNS(t)
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		t.Fatal(err)

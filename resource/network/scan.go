@@ -2,10 +2,11 @@ package network
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sort"
+
+	"github.com/joeyrt/joey/internal/nldump"
 
 	"github.com/containerd/log"
 	"github.com/vishvananda/netlink"
@@ -21,29 +22,11 @@ type podLink struct {
 	kind  Kind
 }
 
-// dumpRetries bounds how often a dump the kernel marks as interrupted by a
-// concurrent change is repeated.
-const dumpRetries = 5
-
-func dump[T any](f func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for range dumpRetries {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, err
-}
-
 // scanLinks lists the pod interfaces of the namespace h is in, in index
 // order, and classifies each; an interface that cannot reach the VM fails
 // the scan, before anything is changed.
 func (hst host) scanLinks(ctx context.Context, h *netlink.Handle, netnsPath string, model Model) ([]podLink, error) {
-	links, err := dump(h.LinkList)
+	links, err := nldump.Do(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
@@ -77,7 +60,7 @@ func (hst host) scanLinks(ctx context.Context, h *netlink.Handle, netnsPath stri
 // globalAddrs returns the universe-scope addresses of l. Link-local ones
 // stay behind: the guest's kernel makes its own from the same MAC.
 func globalAddrs(h *netlink.Handle, l netlink.Link) ([]netlink.Addr, error) {
-	all, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+	all, err := nldump.Do(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %q: %w", l.Attrs().Name, err)
 	}
@@ -112,7 +95,7 @@ func guestInterface(p podLink) *protocol.Interface {
 // them, so the two can be compared: IPv6 link-local and multicast routes,
 // which every kernel makes itself, are left out.
 func guestRoutes(ctx context.Context, h *netlink.Handle, links map[int]string) ([]*protocol.Route, error) {
-	list, err := dump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
+	list, err := nldump.Do(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
@@ -167,7 +150,7 @@ func throughAny(hops []*netlink.NexthopInfo, links map[int]string) bool {
 // interfaces in links: what an administrator or a CNI plugin pinned. The
 // entries the kernel learned are the guest's to learn again.
 func guestNeighbors(h *netlink.Handle, links map[int]string) ([]*protocol.Neighbor, error) {
-	list, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(0, netlink.FAMILY_ALL) })
+	list, err := nldump.Do(func() ([]netlink.Neigh, error) { return h.NeighList(0, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours: %w", err)
 	}

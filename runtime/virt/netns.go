@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 
 	"github.com/joeyrt/joey/internal/netnsexec"
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/joeyrt/joey/config"
 	"github.com/joeyrt/joey/hypervisor"
@@ -59,23 +57,7 @@ func (s *sandbox) makeOwnNetNS(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("own network namespace: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends with this goroutine instead of
-		// running other goroutines in the new namespace.
-		goruntime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("unshare: %w", err)
-			}
-			self := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
-			if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind %s: %w", path, err)
-			}
-			return nil
-		}()
-	}()
-	if err := <-errc; err != nil {
+	if err := netnsexec.Create(path); err != nil {
 		return "", fmt.Errorf("own network namespace: %w", err)
 	}
 	log.G(ctx).WithField("netns", path).Debug("the VMM runs in a network namespace of its own")
