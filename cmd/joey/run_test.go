@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runc/libcontainer/specconv"
+
 	"github.com/joeyrt/joey/internal/ociimage"
 	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/persist/api"
@@ -204,6 +206,34 @@ func TestPsAndInspectShowARunningSandboxAndSignalsAreForwarded(t *testing.T) {
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", st.VMM.Pid)); err == nil {
 		t.Errorf("VMM pid %d still exists", st.VMM.Pid)
+	}
+	assertNoSandboxes(t, state)
+}
+
+func TestRunBundleTakesCommandAndRootfsFromConfigJSON(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireQEMU(t)
+	cfg, state := runEnv(t, testutil.GuestImage(t))
+	bundle := t.TempDir()
+	if err := ociimage.BusyboxRootfs(filepath.Join(bundle, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	spec := specconv.Example()
+	spec.Root.Path = "rootfs" // relative to the bundle, as runc reads it
+	spec.Process.Terminal = false
+	spec.Process.Args = []string{"sh", "-c", "echo bundle $(hostname); exit 4"}
+	spec.Hostname = "from-bundle"
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CountVM(t)
+	stdout, stderr, code := joey(t, "", "run", "--config", cfg, "--bundle", bundle)
+	if code != 4 || stdout != "bundle from-bundle\n" {
+		t.Fatalf("joey run --bundle: exit %d, stdout %q, stderr %q; want 4 and \"bundle from-bundle\"", code, stdout, stderr)
 	}
 	assertNoSandboxes(t, state)
 }
