@@ -9,6 +9,14 @@
 //   - mptable: the MP table through which a kernel without ACPI finds CPUs
 //   - serial: the i8250 console
 //   - legacy: i8042 reset, 0xCF9 reset, CMOS RTC, POST port
+//   - pci: bus 0 behind configuration mechanism 1, BARs in an MMIO window,
+//     MSI-X delivered through KVM_SIGNAL_MSI
+//   - virtio: the transport-independent device contract and split virtqueue
+//     (virtiotest: the driver side, simulated in Go, for device tests)
+//   - virtio/virtiopci: the modern virtio-pci transport
+//   - virtio/console, rng, blk, net, p9: the device models
+//   - p9fs: the 9P2000.L server confined to one host directory
+//   - vm: all of the above assembled into a bootable VM
 //
 // It imports nothing of the runtime (a test enforces it).
 package vmm

@@ -196,6 +196,34 @@ func (vm *VM) SetIdentityMapAddr(addr uint64) error {
 	return wrap("KVM_SET_IDENTITY_MAP_ADDR", ioctlPtr(vm.fd, ioctlSetIdentityMapAddr, unsafe.Pointer(&addr)))
 }
 
+// ErrMSIBlocked is returned by SignalMSI when the guest has the message
+// blocked (masked at the local APIC): nothing was delivered.
+var ErrMSIBlocked = errors.New("MSI blocked by the guest")
+
+// SignalMSI delivers one message-signalled interrupt through KVM's
+// in-kernel interrupt routing (KVM_SIGNAL_MSI): addr and data are what
+// the guest programmed into the device's MSI or MSI-X entry.
+func (vm *VM) SignalMSI(addr uint64, data uint32) error {
+	m := msi{AddressLo: uint32(addr), AddressHi: uint32(addr >> 32), Data: data}
+	var r uintptr
+	var errno unix.Errno
+	for {
+		// The uintptr conversion stays inside the Syscall expression, so
+		// m is kept alive and in place for the call.
+		r, _, errno = unix.Syscall(unix.SYS_IOCTL, uintptr(vm.fd), ioctlSignalMSI, uintptr(unsafe.Pointer(&m)))
+		if errno != unix.EINTR {
+			break
+		}
+	}
+	if errno != 0 {
+		return fmt.Errorf("KVM_SIGNAL_MSI %#x/%#x: %w", addr, data, errno)
+	}
+	if r == 0 {
+		return ErrMSIBlocked
+	}
+	return nil
+}
+
 func wrap(op string, err error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)

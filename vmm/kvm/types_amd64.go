@@ -25,6 +25,7 @@ const (
 	ioctlSetLAPIC            = 0x4400AE8F
 	ioctlSetCPUID2           = 0x4008AE90
 	ioctlGetMPState          = 0x8004AE98
+	ioctlSignalMSI           = 0x4020AEA5
 )
 
 const pitSpeakerDummy = 1
@@ -141,4 +142,14 @@ type irqLevel struct {
 type pitConfig struct {
 	Flags uint32
 	_     [15]uint32
+}
+
+// msi is struct kvm_msi.
+type msi struct {
+	AddressLo uint32
+	AddressHi uint32
+	Data      uint32
+	Flags     uint32
+	DevID     uint32
+	_         [12]byte
 }

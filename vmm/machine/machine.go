@@ -168,6 +168,15 @@ func (m *Machine) IRQLine(irq uint32, high bool) error {
 	return m.vm.IRQLine(irq, high)
 }
 
+// SignalMSI delivers a message-signalled interrupt (MSI or MSI-X) with the
+// address and data the guest programmed; it needs the in-kernel irqchip.
+func (m *Machine) SignalMSI(addr uint64, data uint32) error {
+	if !m.cfg.IRQChip {
+		return fmt.Errorf("MSI %#x/%#x: machine has no irqchip", addr, data)
+	}
+	return m.vm.SignalMSI(addr, data)
+}
+
 // Start runs every vCPU.
 func (m *Machine) Start() error {
 	if !m.started.CompareAndSwap(false, true) {

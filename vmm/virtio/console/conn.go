@@ -1,0 +1,195 @@
+package console
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// hostConn is the host end of one port.
+//
+// It is a hand-written net.Conn rather than one end of a socketpair whose
+// other end the device would pump with goroutines. Here the caller's Read
+// and Write move bytes straight between its buffer and the guest's
+// descriptor chains, which gives the back-pressure the port needs with no
+// buffer at all: a Write returns only once the guest has the bytes in its
+// receive buffers, and a guest transmit chain goes back to the driver only
+// once the host read it. There are no pump goroutines to stop on reset or
+// close, no file descriptors, and a reset cannot lose bytes a pump had
+// already taken from a socket. Deadlines are implemented here.
+type hostConn struct {
+	d *Device
+	p *port
+	// readMu and writeMu admit one Read and one Write at a time, so the
+	// bytes of one Write reach the guest contiguously, as on a socket.
+	readMu, writeMu sync.Mutex
+
+	// Guarded by d.mu.
+	closed                      bool
+	readDeadline, writeDeadline time.Time
+}
+
+// Read implements net.Conn: it returns what the guest has written, waiting
+// until there is some. Once the Device is closed it returns io.EOF.
+func (c *hostConn) Read(b []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	d := c.d
+	d.mu.Lock()
+	for {
+		switch {
+		case c.closed:
+			d.mu.Unlock()
+			return 0, c.opError("read", net.ErrClosed)
+		case d.closed:
+			d.mu.Unlock()
+			return 0, io.EOF
+		case expired(c.readDeadline):
+			d.mu.Unlock()
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		case len(b) == 0:
+			d.mu.Unlock()
+			return 0, nil
+		}
+		s := d.signals()
+		if n := d.transmit(c.p, b, &s); n > 0 {
+			d.unlockAndSignal(&s)
+			return n, nil
+		}
+		d.wait(c.p, c.readDeadline, &s)
+	}
+}
+
+// Write implements net.Conn: it returns once all of b is in the guest's
+// receive buffers. While the guest has the port closed, or has no receive
+// buffers, or the device is reset, it waits: host data is kept for the
+// guest, never dropped.
+func (c *hostConn) Write(b []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	d := c.d
+	d.mu.Lock()
+	n := 0
+	for {
+		switch {
+		case c.closed:
+			d.mu.Unlock()
+			return n, c.opError("write", net.ErrClosed)
+		case d.closed:
+			d.mu.Unlock()
+			return n, c.opError("write", io.ErrClosedPipe)
+		case expired(c.writeDeadline):
+			d.mu.Unlock()
+			return n, c.opError("write", os.ErrDeadlineExceeded)
+		case len(b) == 0:
+			d.mu.Unlock()
+			return 0, nil
+		}
+		s := d.signals()
+		if k := d.receive(c.p, b[n:], &s); k > 0 {
+			n += k
+			// Raise the interrupt now so the guest starts reading, and
+			// let vCPUs in between batches.
+			d.unlockAndSignal(&s)
+			if n == len(b) {
+				return n, nil
+			}
+			d.mu.Lock()
+			continue
+		}
+		d.wait(c.p, c.writeDeadline, &s)
+	}
+}
+
+func expired(deadline time.Time) bool {
+	return !deadline.IsZero() && !time.Now().Before(deadline)
+}
+
+// wait is called with d.mu held: it releases it (raising the interrupts
+// collected so far), sleeps until the port's state changes or the deadline
+// passes, and takes d.mu again.
+func (d *Device) wait(p *port, deadline time.Time, s *signals) {
+	wake := p.wake
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	d.unlockAndSignal(s)
+	select {
+	case <-wake:
+	case <-timeout:
+	}
+	d.mu.Lock()
+}
+
+// Close implements net.Conn. The host hangs up: the guest is told
+// (PORT_OPEN 0), so its reads see end of file, and what it transmits is
+// discarded until Device.Conn makes the next connection.
+func (c *hostConn) Close() error {
+	d := c.d
+	d.mu.Lock()
+	if c.closed {
+		d.mu.Unlock()
+		return c.opError("close", net.ErrClosed)
+	}
+	c.closed = true
+	s := d.signals()
+	if d.active && d.multiport && c.p.ready {
+		d.send(control(c.p.id, evPortOpen, 0, nil))
+		d.flushControl(&s)
+	}
+	d.discardIfHungUp(c.p, &s)
+	c.p.broadcast()
+	d.unlockAndSignal(&s)
+	return nil
+}
+
+// SetDeadline implements net.Conn.
+func (c *hostConn) SetDeadline(t time.Time) error {
+	return c.setDeadlines(func() { c.readDeadline, c.writeDeadline = t, t })
+}
+
+// SetReadDeadline implements net.Conn.
+func (c *hostConn) SetReadDeadline(t time.Time) error {
+	return c.setDeadlines(func() { c.readDeadline = t })
+}
+
+// SetWriteDeadline implements net.Conn.
+func (c *hostConn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadlines(func() { c.writeDeadline = t })
+}
+
+// setDeadlines applies set under d.mu and wakes blocked calls, which
+// re-arm their timers from the new deadline.
+func (c *hostConn) setDeadlines(set func()) error {
+	c.d.mu.Lock()
+	defer c.d.mu.Unlock()
+	if c.closed {
+		return c.opError("set deadline", net.ErrClosed)
+	}
+	set()
+	c.p.broadcast()
+	return nil
+}
+
+// LocalAddr implements net.Conn: the port's name.
+func (c *hostConn) LocalAddr() net.Addr { return addr(c.p.name) }
+
+// RemoteAddr implements net.Conn: the guest's end of the same port.
+func (c *hostConn) RemoteAddr() net.Addr { return addr(c.p.name) }
+
+func (c *hostConn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+const network = "virtio-serial"
+
+// addr is a port's address: its name.
+type addr string
+
+func (a addr) Network() string { return network }
+func (a addr) String() string  { return string(a) }
