@@ -9,6 +9,7 @@ import (
 
 	"github.com/joeyrt/joey/config"
 	"github.com/joeyrt/joey/hypervisor"
+	"github.com/joeyrt/joey/hypervisor/builtin"
 	"github.com/joeyrt/joey/hypervisor/qemu"
 )
 
@@ -31,6 +32,12 @@ func Register(cfg *config.Config) error {
 		return fmt.Errorf("hypervisor.qemu in %s: %w", source(cfg), err)
 	}
 	if err := hypervisor.Register(d); err != nil {
+		return err
+	}
+	// Registered in every build: without the VMM compiled in (the
+	// no_builtin_vmm tag) selecting it fails with an error naming the tag
+	// rather than "not registered".
+	if err := hypervisor.Register(builtin.New(builtin.Options{})); err != nil {
 		return err
 	}
 	registered = true

@@ -46,6 +46,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/joeyrt/joey/agent/protocol"
 	"github.com/joeyrt/joey/persist/api"
@@ -152,7 +153,9 @@ func (hst host) setup(ctx context.Context, opts Options) (_ *Network, retErr err
 		return nil, fmt.Errorf("network setup: open network namespace %s: %w", opts.NetNS, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	// NETLINK_ROUTE only: the default set adds XFRM and NETFILTER sockets,
+	// which fail where xfrm_user is not loaded (and are never used here).
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("network setup: netlink in %s: %w", opts.NetNS, err)
 	}

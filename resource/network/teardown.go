@@ -35,7 +35,9 @@ func TeardownFromState(ctx context.Context, netnsPath string, endpoints []api.En
 		return fmt.Errorf("network teardown: open network namespace %s: %w", netnsPath, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	// NETLINK_ROUTE only: the default set adds XFRM and NETFILTER sockets,
+	// which fail where xfrm_user is not loaded (and are never used here).
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("network teardown: netlink in %s: %w", netnsPath, err)
 	}

@@ -292,3 +292,34 @@ func tscParam() string {
 	}
 	return ""
 }
+
+// BootedMarker is the line an inner test prints (with CountL2Boot) for
+// every L2 VM it boots, so the outer test can count them.
+const BootedMarker = "L2-VM-BOOTED"
+
+// CountL2Boot records, from inside L1, that the inner test booted a VM.
+func CountL2Boot() { fmt.Println(BootedMarker) }
+
+// RunInner is RunGoTest for a test that re-runs itself in L1: it counts
+// the L2 boots the inner run reported, fails t unless the inner run
+// passed, and logs the inner run's verdict lines.
+func RunInner(t testing.TB, pkg, pattern string, opts Options) Result {
+	t.Helper()
+	res := RunGoTest(t, pkg, pattern, opts)
+	for range strings.Count(res.Output, BootedMarker+"\n") {
+		testutil.CountVM(t)
+	}
+	if res.Exit != 0 || !strings.Contains(res.Output, "--- PASS") {
+		t.Fatalf("inner test failed:\n%v", res)
+	}
+	// On success, only the verdicts and log lines: the full boot log is in
+	// res.Output.
+	var summary []string
+	for _, line := range strings.Split(res.Output, "\n") {
+		if strings.Contains(line, "_test.go:") || strings.Contains(line, "--- ") {
+			summary = append(summary, line)
+		}
+	}
+	t.Logf("nested run took %v:\n%s", res.Elapsed.Round(time.Millisecond), strings.Join(summary, "\n"))
+	return res
+}

@@ -92,24 +92,6 @@ var (
 
 func asm(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
-// lockedBuffer is a console sink a vCPU goroutine writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestGuestBytesOnPort3F8ReachSerialWriter(t *testing.T) {
 	var code []byte
 	code = append(code, movDX(0x3f8)...)
@@ -123,7 +105,7 @@ func TestGuestBytesOnPort3F8ReachSerialWriter(t *testing.T) {
 	if err := m.Memory().WriteAt([]byte("ok\n"), 0x100); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	if err := m.AddPort(0x3f8, serial.Ports, serial.New(&out, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +154,7 @@ func TestGuestMMIOReachesDeviceWithAddressAndData(t *testing.T) {
 	if err := m.AddMMIO(mmioBase, 0x1000, rec); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	if err := m.AddPort(0x3f8, serial.Ports, serial.New(&out, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +189,7 @@ func TestUnknownPortIsReportedAndReadsAllOnes(t *testing.T) {
 	}}
 	code := asm(movDX(0x1234), movAL(7), outDXAL, inALDX, movDX(0x3f8), outDXAL, hlt)
 	m := tinyGuest(t, cfg, code, 0)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	if err := m.AddPort(0x3f8, serial.Ports, serial.New(&out, nil)); err != nil {
 		t.Fatal(err)
 	}

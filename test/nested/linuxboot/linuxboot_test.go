@@ -29,10 +29,6 @@ import (
 	"github.com/joeyrt/joey/vmm/serial"
 )
 
-// bootedMarker is printed by the inner test for every L2 boot, so the
-// outer one can count them.
-const bootedMarker = "L2-VM-BOOTED"
-
 func TestStockKernelBootsAndEndsUnderBuiltinVMM(t *testing.T) {
 	if os.Getenv(nested.InsideEnv) == "1" {
 		inner(t)
@@ -42,23 +38,9 @@ func TestStockKernelBootsAndEndsUnderBuiltinVMM(t *testing.T) {
 	// retry, not the whole sequence.
 	for _, tc := range bootCases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := nested.RunGoTest(t, "github.com/joeyrt/joey/test/nested/linuxboot",
+			nested.RunInner(t, "github.com/joeyrt/joey/test/nested/linuxboot",
 				"^TestStockKernelBootsAndEndsUnderBuiltinVMM$/^"+regexp.QuoteMeta(strings.ReplaceAll(tc.name, " ", "_"))+"$",
 				nested.Options{Env: []string{"JOEY_TEST_IMAGE=" + testutil.GuestImage(t)}, Timeout: 150 * time.Second})
-			for range strings.Count(res.Output, bootedMarker+"\n") {
-				testutil.CountVM(t)
-			}
-			if res.Exit != 0 || !strings.Contains(res.Output, "--- PASS") {
-				t.Fatalf("inner test failed:\n%v", res)
-			}
-			// On success, only the verdicts: the full boot log is in res.Output.
-			var summary []string
-			for _, line := range strings.Split(res.Output, "\n") {
-				if strings.Contains(line, "linuxboot_test.go") || strings.Contains(line, "--- ") {
-					summary = append(summary, line)
-				}
-			}
-			t.Logf("nested run took %v:\n%s", res.Elapsed.Round(time.Millisecond), strings.Join(summary, "\n"))
 		})
 	}
 }
@@ -75,24 +57,6 @@ var bootCases = []struct {
 	{"reboot via i8042", "JOEY_ACTION=reboot", machine.Reboot, "i8042"},
 	{"reboot via 0xcf9", "JOEY_ACTION=reboot reboot=pci", machine.Reboot, "0xcf9"},
 	{"reboot via triple fault", "JOEY_ACTION=reboot reboot=triple", machine.Reboot, "triple fault"},
-}
-
-// lockedBuffer is the console: vCPU threads write, the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func inner(t *testing.T) {
@@ -120,7 +84,7 @@ func inner(t *testing.T) {
 			// fails the test.
 			for attempt := 1; ; attempt++ {
 				end, console, unhandled = bootLinux(t, filepath.Join(image, "vmlinux"), initrd, tc.args)
-				fmt.Println(bootedMarker)
+				nested.CountL2Boot()
 				if attempt == 3 || shellLine.MatchString(console) || end.Reason != machine.Reboot && end.Reason != machine.Stopped {
 					break
 				}
@@ -214,7 +178,7 @@ func bootLinux(t *testing.T, vmlinux string, initrd []byte, args string) (machin
 		t.Fatal(err)
 	}
 	defer m.Close()
-	var console lockedBuffer
+	var console testutil.SyncBuffer
 	com1 := serial.New(io.MultiWriter(&console, os.Stdout), func(high bool) error { return m.IRQLine(4, high) })
 	reset := func(cause string) func() {
 		return func() { m.Finish(machine.End{Reason: machine.Reboot, Cause: cause}) }

@@ -1,0 +1,244 @@
+// Package builtinrun runs containers end to end on real KVM, which our
+// machines only have nested: `joey run` with the built-in VMM and with
+// QEMU's KVM accelerator (stdio, exit status), and the virt runtime's
+// exec and kill paths in process, as the shim drives them. The outer test
+// re-runs this test binary inside the nested-KVM harness's L1 guest.
+package builtinrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/joeyrt/joey/config"
+	"github.com/joeyrt/joey/hypervisor/drivers"
+	"github.com/joeyrt/joey/internal/ociimage"
+	"github.com/joeyrt/joey/internal/testutil"
+	jruntime "github.com/joeyrt/joey/runtime"
+	_ "github.com/joeyrt/joey/runtime/virt"
+	"github.com/joeyrt/joey/test/nested"
+)
+
+// hypervisors are the ways the inner test runs containers on KVM.
+var hypervisors = []struct{ name, toml string }{
+	{"builtin", "[runtime]\nhypervisor = \"builtin\"\n"},
+	{"qemu-kvm", "[runtime]\nhypervisor = \"qemu\"\n[hypervisor.qemu]\naccel = \"kvm\"\nmachine = \"microvm\"\n"},
+}
+
+func TestContainersRunEndToEndOnKVM(t *testing.T) {
+	if os.Getenv(nested.InsideEnv) == "1" {
+		inner(t)
+		return
+	}
+	_, self, _, _ := runtime.Caller(0)
+	joeyBin := filepath.Join(filepath.Dir(self), "../../../bin/joey")
+	if _, err := os.Stat(joeyBin); err != nil {
+		testutil.Unavailable(t, "bin/joey is missing: run `make build`")
+	}
+	for _, hv := range hypervisors {
+		t.Run(hv.name, func(t *testing.T) {
+			nested.RunInner(t, "github.com/joeyrt/joey/test/nested/builtinrun",
+				"^TestContainersRunEndToEndOnKVM$/^"+hv.name+"$",
+				nested.Options{Env: []string{"JOEY_TEST_IMAGE=" + testutil.GuestImage(t), "JOEY_BIN=" + joeyBin}, Timeout: 300 * time.Second})
+		})
+	}
+}
+
+func inner(t *testing.T) {
+	for _, hv := range hypervisors {
+		t.Run(hv.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("/run", "jb")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			state := filepath.Join(dir, "state")
+			cfgPath := filepath.Join(dir, "joey.toml")
+			toml := strings.Replace(hv.toml, "[runtime]\n", fmt.Sprintf("[runtime]\nstate_dir = %q\n", state), 1) +
+				fmt.Sprintf("[image]\ndir = %q\n[agent]\ndial_timeout = \"150s\"\n", os.Getenv("JOEY_TEST_IMAGE"))
+			if err := os.WriteFile(cfgPath, []byte(toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rootfs := filepath.Join(dir, "rootfs")
+			if err := ociimage.BusyboxRootfs(rootfs); err != nil {
+				t.Fatal(err)
+			}
+			t.Run("joey run passes stdio and exit status", func(t *testing.T) {
+				stdout, stderr, code := joeyRun(t, "hi\n", "run", "--config", cfgPath, "--rootfs", rootfs,
+					"sh", "-c", `echo out $(uname -r); read x; echo got $x; echo err >&2; exit 3`)
+				if code != 3 || !strings.HasPrefix(stdout, "out ") || !strings.HasSuffix(stdout, "got hi\n") || !strings.Contains(stderr, "err\n") {
+					t.Fatalf("exit %d, stdout %q, stderr %q; want 3, out/got hi, err", code, stdout, stderr)
+				}
+			})
+			// SIGKILL of the container's init (from outside its pid
+			// namespace: inside it, init ignores SIGKILL) as the shim's
+			// Kill does it.
+			t.Run("exec and SIGKILL through the runtime", func(t *testing.T) {
+				execAndKill(t, cfgPath, rootfs)
+			})
+			assertNothingLeft(t, state, dir)
+		})
+	}
+}
+
+func joeyRun(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	nested.CountL2Boot()
+	cmd := exec.Command(os.Getenv("JOEY_BIN"), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("joey %s took %v", args[len(args)-1], time.Since(start).Round(time.Millisecond))
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return o.String(), e.String(), 0
+	case errors.As(err, &ee):
+		return o.String(), e.String(), ee.ExitCode()
+	}
+	t.Fatalf("joey: %v", err)
+	return "", "", 0
+}
+
+// execAndKill drives the runtime as the shim does: a long-running init, an
+// exec whose output and exit status come back, then SIGKILL to the init.
+func execAndKill(t *testing.T, cfgPath, rootfs string) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drivers.Register(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h, err := jruntime.Get("virt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	spec := containerSpec(rootfs, "sh", "-c", "echo ready; exec sleep 1000")
+	nested.CountL2Boot()
+	sb, err := h.CreateSandbox(ctx, jruntime.SandboxConfig{ID: "kvm-exec", Namespace: "test", Spec: spec, Config: cfg, Events: func(jruntime.Event) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := sb.Shutdown(context.Background()); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	}()
+	var initOut, execOut bytes.Buffer
+	c, err := sb.CreateContainer(ctx, jruntime.ContainerConfig{ID: "kvm-exec", Spec: spec, IO: jruntime.IO{Stdout: &syncWriter{b: &initOut}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	proc := *spec.Process
+	proc.Args = []string{"sh", "-c", "echo exec sees $(cat /proc/1/cmdline | tr '\\0' ' '); exit 5"}
+	if err := c.Exec(ctx, "e1", &proc, jruntime.IO{Stdout: &syncWriter{b: &execOut}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Wait(ctx, "e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != 5 {
+		t.Fatalf("exec exit %d, want 5", st.Code)
+	}
+	if _, err := c.Delete(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(ctx, "", syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.Wait(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != 137 {
+		t.Fatalf("init exit %d after SIGKILL, want 137", st.Code)
+	}
+	if _, err := c.Delete(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(execOut.String(), "exec sees sleep 1000") {
+		t.Fatalf("exec output %q, want it to see the init's sleep", execOut.String())
+	}
+}
+
+// syncWriter is a buffer the runtime's copy goroutines write to.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// assertNothingLeft checks that no sandbox state, mount or VMM process
+// remains.
+func assertNothingLeft(t *testing.T, state, dir string) {
+	t.Helper()
+	ents, _ := filepath.Glob(filepath.Join(state, "*", "*"))
+	if len(ents) != 0 {
+		t.Errorf("sandbox state left behind: %v", ents)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), state) {
+		t.Errorf("mounts left under %s", state)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("qemu-system")) || bytes.Contains(b, []byte(dir)) {
+			t.Errorf("process left behind: %s: %q", p, b)
+		}
+	}
+}
+
+// containerSpec is a runc-like spec for a busybox container (the test
+// binary runs in L1 without cgo, so runc's specconv is out of reach).
+func containerSpec(rootfs string, args ...string) *specs.Spec {
+	caps := []string{"CAP_KILL", "CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"}
+	return &specs.Spec{
+		Version:  specs.Version,
+		Hostname: "kvm",
+		Root:     &specs.Root{Path: rootfs},
+		Process: &specs.Process{
+			Args:         args,
+			Env:          []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"},
+			Cwd:          "/",
+			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+		},
+	}
+}

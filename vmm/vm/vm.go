@@ -1,0 +1,381 @@
+// Package vm assembles the built-in VMM's parts into one bootable virtual
+// machine: a machine with the in-kernel irqchip, the legacy devices a stock
+// kernel touches (i8250 console, i8042 and 0xCF9 resets, RTC, POST), an MP
+// table for the CPUs, a PCI host on configuration mechanism 1 with virtio-pci
+// devices (console ports, rng, 9p shares, block, net), and a PVH boot of an
+// ELF vmlinux. It is what hypervisor/builtin drives; it knows nothing of
+// containers.
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/joeyrt/joey/vmm/boot"
+	"github.com/joeyrt/joey/vmm/legacy"
+	"github.com/joeyrt/joey/vmm/machine"
+	"github.com/joeyrt/joey/vmm/memory"
+	"github.com/joeyrt/joey/vmm/mptable"
+	"github.com/joeyrt/joey/vmm/pci"
+	"github.com/joeyrt/joey/vmm/serial"
+	"github.com/joeyrt/joey/vmm/virtio"
+	"github.com/joeyrt/joey/vmm/virtio/blk"
+	"github.com/joeyrt/joey/vmm/virtio/console"
+	virtionet "github.com/joeyrt/joey/vmm/virtio/net"
+	"github.com/joeyrt/joey/vmm/virtio/rng"
+	"github.com/joeyrt/joey/vmm/virtio/virtiopci"
+)
+
+// The PCI window: BARs live from 3 GiB (where guest RAM must end, see
+// memory.Limit) for 256 MiB, far below the IOAPIC at 0xFEC00000.
+const (
+	pciWindowBase = 0xC000_0000
+	pciWindowSize = 0x1000_0000
+	// com1IRQ is the ISA interrupt of the first serial port.
+	com1IRQ = 4
+)
+
+// Config describes one VM.
+type Config struct {
+	// VCPUs and MemoryMiB size the machine.
+	VCPUs     int
+	MemoryMiB int
+	// Kernel is an ELF vmlinux with a PVH entry note; Initrd is optional.
+	Kernel, Initrd string
+	// Cmdline is the kernel command line, without the console setting
+	// (the VM adds console=ttyS0).
+	Cmdline string
+	// Console receives the guest's serial console; nil discards it.
+	Console io.Writer
+	// Ports are virtio-console port names; Port(name) is the host side.
+	Ports []string
+	// RNG adds a virtio-rng device.
+	RNG bool
+	// Shares are directories served to the guest over virtio-9p.
+	Shares []Share
+	// Disks are virtio-blk devices.
+	Disks []Disk
+	// NICs are virtio-net devices on TAP queues.
+	NICs []NIC
+	// Device is the KVM device node; "" is /dev/kvm.
+	Device string
+}
+
+// Share is one host directory exported under a 9p mount tag.
+type Share struct {
+	Tag, Dir string
+	ReadOnly bool
+}
+
+// Disk is one block device backed by a file.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+	Serial   string
+}
+
+// NIC is one network device on an open TAP queue (opened with a vnet
+// header, non-blocking). Once New succeeds the VM owns TAP; on error the
+// caller still does.
+type NIC struct {
+	TAP *os.File
+	MAC net.HardwareAddr
+	MTU int
+}
+
+// VM is an assembled machine. New builds it, Start runs it.
+type VM struct {
+	m       *machine.Machine
+	cons    *console.Device
+	closers []io.Closer
+	// started is set by Start (one goroutine owns the VM's lifecycle).
+	started bool
+	// unhandled counts accesses no device claimed, for Unhandled.
+	mu        sync.Mutex
+	unhandled map[string]int
+}
+
+// New creates the machine, its devices and the loaded kernel. Nothing runs
+// until Start; on error everything made so far is released.
+func New(cfg Config) (_ *VM, retErr error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	v := &VM{unhandled: map[string]int{}}
+	m, err := machine.New(machine.Config{
+		MemorySize: uint64(cfg.MemoryMiB) << 20,
+		VCPUs:      cfg.VCPUs,
+		IRQChip:    true,
+		Unhandled:  v.countUnhandled,
+		Device:     cfg.Device,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new vm: %w", err)
+	}
+	v.m = m
+	defer func() {
+		if retErr != nil {
+			v.Close()
+		}
+	}()
+	if err := v.addLegacy(cfg.Console); err != nil {
+		return nil, fmt.Errorf("new vm: %w", err)
+	}
+	if err := v.addPCI(cfg); err != nil {
+		return nil, fmt.Errorf("new vm: %w", err)
+	}
+	if err := v.load(cfg); err != nil {
+		return nil, fmt.Errorf("new vm: %w", err)
+	}
+	return v, nil
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.VCPUs < 1 || c.VCPUs > 254:
+		return fmt.Errorf("vm config: vcpus %d: want 1 to 254", c.VCPUs)
+	case c.MemoryMiB < 64 || uint64(c.MemoryMiB)<<20 > memory.Limit:
+		return fmt.Errorf("vm config: memory %d MiB: want 64 to %d", c.MemoryMiB, memory.Limit>>20)
+	case c.Kernel == "":
+		return errors.New("vm config: kernel is empty: give the path of an ELF vmlinux")
+	}
+	return nil
+}
+
+// addLegacy puts the ISA devices a stock kernel probes on the port bus.
+func (v *VM) addLegacy(out io.Writer) error {
+	if out == nil {
+		out = io.Discard
+	}
+	m := v.m
+	com1 := serial.New(out, func(high bool) error { return m.IRQLine(com1IRQ, high) })
+	reset := func(cause string) func() {
+		return func() { m.Finish(machine.End{Reason: machine.Reboot, Cause: cause}) }
+	}
+	kbd := legacy.NewI8042(reset("i8042 reset"))
+	for _, d := range []struct {
+		port, n uint16
+		dev     machine.PortDevice
+	}{
+		{0x3f8, serial.Ports, com1},
+		{legacy.I8042DataPort, 1, kbd.DataPort()},
+		{legacy.I8042CommandPort, 1, kbd.CommandPort()},
+		{legacy.POSTPort, 1, legacy.POST{}},
+		{legacy.RTCIndexPort, legacy.RTCPorts, legacy.NewRTC(nil)},
+	} {
+		if err := m.AddPort(d.port, d.n, d.dev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addPCI builds the PCI bus and one virtio-pci function per device.
+func (v *VM) addPCI(cfg Config) error {
+	bus, err := pci.NewBus(pciWindowBase, pciWindowSize)
+	if err != nil {
+		return err
+	}
+	m := v.m
+	rc := legacy.NewResetControl(func() { m.Finish(machine.End{Reason: machine.Reboot, Cause: "0xcf9 reset"}) })
+	if err := v.m.AddPort(pci.ConfigAddressPort, pci.Ports, &cf8Ports{bus: bus, reset: rc}); err != nil {
+		return err
+	}
+	if err := v.m.AddMMIO(pciWindowBase, pciWindowSize, bus.MMIO()); err != nil {
+		return err
+	}
+	var devs []virtio.Device
+	if len(cfg.Ports) > 0 {
+		ports := make([]console.Port, len(cfg.Ports))
+		for i, n := range cfg.Ports {
+			ports[i] = console.Port{Name: n}
+		}
+		c, err := console.New(ports)
+		if err != nil {
+			return err
+		}
+		v.cons = c
+		v.closers = append(v.closers, c)
+		devs = append(devs, c)
+	}
+	if cfg.RNG {
+		devs = append(devs, rng.New())
+	}
+	shares, err := v.shareDevices(cfg.Shares)
+	if err != nil {
+		return err
+	}
+	devs = append(devs, shares...)
+	for _, disk := range cfg.Disks {
+		flag := os.O_RDWR
+		if disk.ReadOnly {
+			flag = os.O_RDONLY
+		}
+		f, err := os.OpenFile(disk.Path, flag, 0)
+		if err != nil {
+			return fmt.Errorf("disk: %w", err)
+		}
+		d, err := blk.New(f, blk.Options{ReadOnly: disk.ReadOnly, Serial: disk.Serial})
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("disk %s: %w", disk.Path, err)
+		}
+		v.closers = append(v.closers, d) // the device owns f now
+		devs = append(devs, d)
+	}
+	for _, n := range cfg.NICs {
+		d, err := virtionet.New(n.TAP, virtionet.Options{MAC: n.MAC, MTU: n.MTU})
+		if err != nil {
+			return fmt.Errorf("nic %s: %w", n.MAC, err)
+		}
+		v.closers = append(v.closers, d) // the device owns the TAP now
+		devs = append(devs, d)
+	}
+	for _, d := range devs {
+		t, err := virtiopci.New(d, v.m.Memory(), v.m)
+		if err != nil {
+			return fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
+		}
+		if _, err := bus.Add(t); err != nil {
+			return fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
+		}
+	}
+	return nil
+}
+
+// cf8Ports shares ports 0xCF8–0xCFF between PCI configuration mechanism 1
+// and the reset control register at 0xCF9, as chipsets do: only a byte
+// access at 0xCF9 is the reset register (Linux's reboot=pci writes it);
+// every other access is the PCI bus's.
+type cf8Ports struct {
+	bus   *pci.Bus
+	reset *legacy.ResetControl
+}
+
+const resetControlOffset = legacy.ResetControlPort - pci.ConfigAddressPort
+
+func (p *cf8Ports) ReadPort(offset uint16, data []byte) error {
+	if offset == resetControlOffset && len(data) == 1 {
+		return p.reset.ReadPort(0, data)
+	}
+	return p.bus.ReadPort(offset, data)
+}
+
+func (p *cf8Ports) WritePort(offset uint16, data []byte) error {
+	if offset == resetControlOffset && len(data) == 1 {
+		return p.reset.WritePort(0, data)
+	}
+	return p.bus.WritePort(offset, data)
+}
+
+// load writes the MP table, the kernel, its parameters and the vCPU state.
+func (v *VM) load(cfg Config) error {
+	mem := v.m.Memory()
+	if err := mptable.Write(mem, cfg.VCPUs); err != nil {
+		return err
+	}
+	if err := boot.WriteGDT(mem); err != nil {
+		return err
+	}
+	f, err := os.Open(cfg.Kernel)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	defer f.Close()
+	k, err := boot.LoadELF(mem, f)
+	if err != nil {
+		return fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
+	}
+	var initrd []byte
+	if cfg.Initrd != "" {
+		if initrd, err = os.ReadFile(cfg.Initrd); err != nil {
+			return fmt.Errorf("initrd: %w", err)
+		}
+	}
+	cmdline := strings.TrimSpace("console=ttyS0 " + cfg.Cmdline)
+	si, err := boot.Params(mem, k, cmdline, initrd)
+	if err != nil {
+		return err
+	}
+	sup, err := v.m.KVM().SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	return boot.SetupVCPUs(v.m.VCPUs(), boot.VCPUConfig{Supported: sup, Entry: k.Entry, StartInfo: si, LAPIC: true})
+}
+
+// countUnhandled lets a stock kernel probe hardware that is not there
+// (more serial ports, a floppy, ...): reads see all ones, as on real
+// buses. The counts show in Unhandled.
+func (v *VM) countUnhandled(a machine.Access) error {
+	kind := "port"
+	if a.MMIO {
+		kind = "mmio"
+	}
+	v.mu.Lock()
+	v.unhandled[fmt.Sprintf("%s %#x", kind, a.Addr)]++
+	v.mu.Unlock()
+	return nil
+}
+
+// Unhandled returns how often each unclaimed address was accessed.
+func (v *VM) Unhandled() map[string]int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make(map[string]int, len(v.unhandled))
+	for k, n := range v.unhandled {
+		out[k] = n
+	}
+	return out
+}
+
+// Port returns the host side of the named virtio-console port.
+func (v *VM) Port(name string) (net.Conn, error) {
+	if v.cons == nil {
+		return nil, fmt.Errorf("port %q: the VM has no console ports", name)
+	}
+	return v.cons.Conn(name)
+}
+
+// Memory is the guest RAM mapping, for measuring the VMM's own footprint.
+func (v *VM) Memory() *memory.Memory { return v.m.Memory() }
+
+// Start runs the vCPUs.
+func (v *VM) Start() error {
+	if err := v.m.Start(); err != nil {
+		return err
+	}
+	v.started = true
+	return nil
+}
+
+// Done is closed when the VM has ended.
+func (v *VM) Done() <-chan struct{} { return v.m.Done() }
+
+// Wait blocks until the VM has ended and reports how.
+func (v *VM) Wait() machine.End { return v.m.Wait() }
+
+// Stop ends the VM and waits for it.
+func (v *VM) Stop() machine.End { return v.m.Stop() }
+
+// Close stops the VM and releases every device and then the machine: the
+// devices' goroutines must be gone before guest RAM is unmapped under them.
+func (v *VM) Close() error {
+	var errs []error
+	if v.m != nil && v.started {
+		v.m.Stop()
+	}
+	for i := len(v.closers) - 1; i >= 0; i-- {
+		errs = append(errs, v.closers[i].Close())
+	}
+	v.closers = nil
+	if v.m != nil {
+		errs = append(errs, v.m.Close())
+	}
+	return errors.Join(errs...)
+}

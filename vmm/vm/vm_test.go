@@ -1,0 +1,127 @@
+package vm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/joeyrt/joey/internal/testutil"
+	"github.com/joeyrt/joey/vmm/kvm"
+	"github.com/joeyrt/joey/vmm/legacy"
+	"github.com/joeyrt/joey/vmm/pci"
+)
+
+// requireKVM skips (or fails) unless /dev/kvm opens. Building a VM needs
+// KVM; running a stock kernel needs hardware KVM (see test/nested).
+func requireKVM(t *testing.T) {
+	t.Helper()
+	s, err := kvm.Open("")
+	if err != nil {
+		testutil.Unavailable(t, "no usable /dev/kvm: "+err.Error())
+	}
+	s.Close()
+}
+
+func TestBadConfigIsRefusedNamingTheField(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{VCPUs: 0, MemoryMiB: 128, Kernel: "/k"}, "vcpus"},
+		{Config{VCPUs: 1, MemoryMiB: 16, Kernel: "/k"}, "memory"},
+		{Config{VCPUs: 1, MemoryMiB: 4096, Kernel: "/k"}, "memory"},
+		{Config{VCPUs: 1, MemoryMiB: 128}, "kernel"},
+	} {
+		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestNewAssemblesTheDevicesAndCloseReleasesThem(t *testing.T) {
+	requireKVM(t)
+	img := testutil.GuestImage(t)
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := New(Config{
+		VCPUs: 2, MemoryMiB: 256,
+		Kernel: filepath.Join(img, "vmlinux"), Initrd: filepath.Join(img, "initrd.img"),
+		Ports:  []string{"agent.0", "console.1"},
+		RNG:    true,
+		Shares: []Share{{Tag: "share", Dir: t.TempDir()}},
+		Disks:  []Disk{{Path: disk, ReadOnly: true, Serial: "d0"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"agent.0", "console.1"} {
+		if _, err := v.Port(name); err != nil {
+			t.Errorf("Port(%s): %v", name, err)
+		}
+	}
+	if _, err := v.Port("nope"); err == nil {
+		t.Error("Port of an unknown name succeeded")
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestAFailedNewReleasesWhatItMade(t *testing.T) {
+	requireKVM(t)
+	img := testutil.GuestImage(t)
+	fds := openFDs(t)
+	for _, cfg := range []Config{
+		{VCPUs: 1, MemoryMiB: 128, Kernel: "/nonexistent/vmlinux"},
+		{VCPUs: 1, MemoryMiB: 128, Kernel: filepath.Join(img, "vmlinux"), Ports: []string{"a", "a"}},
+		{VCPUs: 1, MemoryMiB: 128, Kernel: filepath.Join(img, "vmlinux"), Disks: []Disk{{Path: "/nonexistent"}}},
+		{VCPUs: 1, MemoryMiB: 128, Kernel: filepath.Join(img, "vmlinux"), Shares: []Share{{Tag: "s", Dir: "/nonexistent"}}},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+	if after := openFDs(t); after != fds {
+		t.Fatalf("%d open files before, %d after failed News", fds, after)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestOnlyAByteAtCF9IsTheResetRegister(t *testing.T) {
+	bus, err := pci.NewBus(pciWindowBase, pciWindowSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resets := 0
+	p := &cf8Ports{bus: bus, reset: legacy.NewResetControl(func() { resets++ })}
+	// Linux's conf1 probe: a byte to 0xCFB, a dword to 0xCF8 read back.
+	if err := p.WritePort(3, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WritePort(0, []byte{0, 0, 0, 0x80}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if err := p.ReadPort(0, got); err != nil || string(got) != "\x00\x00\x00\x80" {
+		t.Fatalf("CONFIG_ADDRESS reads % x (%v), want the dword written", got, err)
+	}
+	// reboot=pci: 0x02 then 0x06 to 0xCF9 resets.
+	for _, b := range []byte{0x02, 0x06} {
+		if err := p.WritePort(1, []byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resets != 1 {
+		t.Fatalf("%d resets after writing 0x06 to 0xCF9, want 1", resets)
+	}
+}
