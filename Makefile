@@ -70,10 +70,15 @@ test: deps check-generated lint image containerd
 
 # Performance figures, printed as ratios and never asserted: TCP throughput
 # from a CNI bridge into a container in a joey VM vs. into a plain network
-# namespace on the same bridge (test/e2e/bench_test.go). About 30 s here.
-bench: deps image containerd
+# namespace on the same bridge (test/e2e/bench_test.go), about 30 s; then,
+# in one nested-KVM L1, the built-in VMM against QEMU with KVM (boot to
+# agent ready, each VMM's own memory) and what the VMM adds to the shim
+# (test/nested/vmmbench), about 2 min.
+bench: deps build image containerd
 	JOEY_REQUIRE_ALL=1 JOEY_TEST_IMAGE=$(TEST_IMAGE) JOEY_CONTAINERD_BIN=$(CONTAINERD_BIN) \
 		$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 5m ./test/e2e
+	JOEY_REQUIRE_ALL=1 JOEY_TEST_IMAGE=$(TEST_IMAGE) JOEY_KERNEL_DEB=$$(ls $(CACHE)/kernel/linux-image-*.deb | tail -1) \
+		$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 15m ./test/nested/vmmbench
 
 # A private containerd runs `uname -a` in a joey VM (see scripts/demo.sh).
 demo: deps build image containerd
