@@ -98,10 +98,19 @@ func joeyRun(t *testing.T, stdin string, args ...string) (string, string, int) {
 	nested.CountL2Boot()
 	cmd := exec.Command(os.Getenv("JOEY_BIN"), args...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
+	var o, e testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	start := time.Now()
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A joey that hangs is asked for a dump of its goroutines (SIGQUIT),
+	// which says where.
+	dump := time.AfterFunc(150*time.Second, func() { cmd.Process.Signal(syscall.SIGQUIT) })
+	err := cmd.Wait()
+	if !dump.Stop() {
+		t.Fatalf("joey %q hung; its goroutines:\n%s", args, e.String())
+	}
 	t.Logf("joey %s took %v", args[len(args)-1], time.Since(start).Round(time.Millisecond))
 	var ee *exec.ExitError
 	switch {
