@@ -16,9 +16,10 @@ import (
 	"github.com/joeyrt/joey/test/nested/job"
 )
 
-// l1Modules are what L1 needs: KVM for AMD (TCG emulates SVM), and 9p over
-// virtio-mmio for the shares (microvm's devices are virtio-mmio).
-var l1Modules = []string{"kvm_amd", "9p", "9pnet_virtio", "virtio_mmio"}
+// l1Modules are what L1 needs: KVM for AMD (TCG emulates SVM), 9p over
+// virtio-mmio for the shares (microvm's devices are virtio-mmio), and TAP
+// and veth links for the network an inner test gives its L2 guest.
+var l1Modules = []string{"kvm_amd", "9p", "9pnet_virtio", "virtio_mmio", "tun", "veth"}
 
 // buildInitramfs writes L1's initramfs to path: the static nestedinit as
 // /init and the modules it loads, taken from the kernel package deb.
