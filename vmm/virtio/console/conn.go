@@ -11,14 +11,14 @@ import (
 // hostConn is the host end of one port.
 //
 // It is a hand-written net.Conn rather than one end of a socketpair whose
-// other end the device would pump with goroutines. Here the caller's Read
-// and Write move bytes straight between its buffer and the guest's
-// descriptor chains, which gives the back-pressure the port needs with no
-// buffer at all: a Write returns only once the guest has the bytes in its
-// receive buffers, and a guest transmit chain goes back to the driver only
-// once the host read it. There are no pump goroutines to stop on reset or
-// close, no file descriptors, and a reset cannot lose bytes a pump had
-// already taken from a socket. Deadlines are implemented here.
+// other end the device would pump with goroutines. The caller's Read moves
+// bytes straight from the guest's descriptor chains, and a guest transmit
+// chain goes back to the driver only once the host read it; the caller's
+// Write fills the guest's receive buffers and, like a socket, a bounded
+// send buffer that Notify empties when the guest supplies more. There are
+// no pump goroutines to stop on reset or close, no file descriptors, and a
+// reset cannot lose bytes a pump had already taken from a socket.
+// Deadlines are implemented here.
 type hostConn struct {
 	d *Device
 	p *port
@@ -62,10 +62,14 @@ func (c *hostConn) Read(b []byte) (int, error) {
 	}
 }
 
-// Write implements net.Conn: it returns once all of b is in the guest's
-// receive buffers. While the guest has the port closed, or has no receive
-// buffers, or the device is reset, it waits: host data is kept for the
-// guest, never dropped.
+// Write implements net.Conn. Like a socket it returns once all of b is
+// accepted: in the guest's receive buffers or in the port's send buffer
+// (256 KiB), which the device empties into receive buffers as
+// the guest supplies them. Only a full send buffer makes it wait: a host
+// writing a small request never blocks on a guest that is not reading (not
+// yet booted, crashed, or gone), so callers' contexts and deadlines keep
+// working. Host data is kept for the guest while it has the port closed or
+// the device is reset, never dropped.
 func (c *hostConn) Write(b []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -80,26 +84,38 @@ func (c *hostConn) Write(b []byte) (int, error) {
 		case d.closed:
 			d.mu.Unlock()
 			return n, c.opError("write", io.ErrClosedPipe)
+		case n == len(b):
+			d.mu.Unlock()
+			return n, nil
 		case expired(c.writeDeadline):
 			d.mu.Unlock()
 			return n, c.opError("write", os.ErrDeadlineExceeded)
-		case len(b) == 0:
-			d.mu.Unlock()
-			return 0, nil
 		}
 		s := d.signals()
-		if k := d.receive(c.p, b[n:], &s); k > 0 {
-			n += k
+		p := c.p
+		moved := 0
+		if len(p.pending) == 0 {
+			// Nothing queued ahead: straight into the guest's buffers.
+			moved = d.receive(p, b[n:], &s)
+			n += moved
+		}
+		k := min(len(b)-n, d.sendBuffer-len(p.pending))
+		p.pending = append(p.pending, b[n:n+k]...)
+		n += k
+		moved += k
+		d.flushPending(p, &s)
+		if n == len(b) {
+			d.unlockAndSignal(&s)
+			return n, nil
+		}
+		if moved > 0 {
 			// Raise the interrupt now so the guest starts reading, and
 			// let vCPUs in between batches.
 			d.unlockAndSignal(&s)
-			if n == len(b) {
-				return n, nil
-			}
 			d.mu.Lock()
 			continue
 		}
-		d.wait(c.p, c.writeDeadline, &s)
+		d.wait(p, c.writeDeadline, &s)
 	}
 }
 
@@ -137,6 +153,8 @@ func (c *hostConn) Close() error {
 		return c.opError("close", net.ErrClosed)
 	}
 	c.closed = true
+	// What the guest has not taken was for this connection only.
+	c.p.pending = nil
 	s := d.signals()
 	if d.active && d.multiport && c.p.ready {
 		d.send(control(c.p.id, evPortOpen, 0, nil))

@@ -59,6 +59,9 @@ type Port struct {
 type Device struct {
 	// ports are indexed by port id; fixed by New.
 	ports []*port
+	// sendBuffer is each port's send buffer size (see hostConn.Write);
+	// fixed by New (tests set 0 to exercise pure back-pressure).
+	sendBuffer int
 
 	// mu guards everything below and every port's guest-side state, and
 	// is held whenever guest memory or a queue is touched. It is never
@@ -86,7 +89,7 @@ func New(ports []Port) (*Device, error) {
 	if err := validate(ports); err != nil {
 		return nil, fmt.Errorf("new virtio-console: %w", err)
 	}
-	d := &Device{}
+	d := &Device{sendBuffer: defaultSendBuffer}
 	for i, p := range ports {
 		pt := &port{id: uint32(i), name: p.Name, wake: make(chan struct{})}
 		pt.conn = &hostConn{d: d, p: pt}
@@ -147,6 +150,7 @@ func (d *Device) Conn(name string) (net.Conn, error) {
 		s := d.signals()
 		if p.conn.closed && !d.closed {
 			p.conn = &hostConn{d: d, p: p}
+			p.pending = nil
 			if d.active && d.multiport && p.ready {
 				d.send(control(p.id, evPortOpen, 1, nil))
 				d.flushControl(&s)
@@ -295,6 +299,11 @@ func (d *Device) Notify(q int) {
 			d.discardIfHungUp(p, &s)
 			p.broadcast()
 		}
+	}
+	// New receive buffers, or a port the guest just opened, take what
+	// the host already wrote.
+	for _, p := range d.ports {
+		d.flushPending(p, &s)
 	}
 	d.unlockAndSignal(&s)
 }

@@ -395,6 +395,37 @@ func TestHostWriteWaitsForGuestReceiveBuffers(t *testing.T) {
 	}
 }
 
+func TestSmallHostWritesDoNotWaitForTheGuest(t *testing.T) {
+	d, err := New([]Port{{Name: "agent.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	g := boot(t, d, FeatureMultiport)
+	g.handshake()
+	c := hostSide(t, d, "agent.0")
+	// The guest has not opened the port: a request-sized write is taken
+	// at once, as a socket would, and reaches the guest once it opens.
+	if n, err := c.Write([]byte("request")); n != 7 || err != nil {
+		t.Fatalf("write = %d, %v", n, err)
+	}
+	// Beyond the send buffer, a write waits; its deadline still works.
+	c.SetWriteDeadline(time.Now().Add(quiet))
+	big := pattern(9, defaultSendBuffer)
+	n, err := c.Write(big)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n != defaultSendBuffer-7 {
+		t.Fatalf("write past the send buffer = %d, %v; want %d then a timeout", n, err, defaultSendBuffer-7)
+	}
+	c.SetWriteDeadline(time.Time{})
+	g.open(0)
+	want := append([]byte("request"), big[:n]...)
+	s0 := &stream{id: 0, want: len(want)}
+	g.pump(4096, s0)
+	if !bytes.Equal(s0.in, want) {
+		t.Fatalf("guest read %d bytes, want the %d buffered, in order", len(s0.in), len(want))
+	}
+}
+
 func TestDeadlinesEndBlockedCallsWithATimeout(t *testing.T) {
 	tests := []struct {
 		name        string

@@ -7,6 +7,12 @@ import "github.com/joeyrt/joey/vmm/virtio"
 // not for a whole large write.
 const maxBatch = 64 << 10
 
+// defaultSendBuffer is how many bytes a host Write may leave for the guest to
+// take later, as a socket's send buffer: enough for any agent request, so
+// requests never wait for the guest, and bounded, so a guest that does not
+// read holds up the host's writer rather than its memory.
+const defaultSendBuffer = 256 << 10
+
 // port is one port: its host Conn and the guest's view of it. Every field
 // but id, name and conn is guarded by Device.mu.
 type port struct {
@@ -30,6 +36,9 @@ type port struct {
 	txBusy bool
 	txHead uint16
 	txLeft []virtio.Buffer
+	// pending is host data accepted by Write that the guest has no
+	// receive buffers for yet (at most Device.sendBuffer bytes).
+	pending []byte
 	// wake is closed, and replaced, whenever something a blocked host
 	// read or write waits for may have changed.
 	wake chan struct{}
@@ -67,6 +76,20 @@ func (d *Device) receive(p *port, b []byte, s *signals) int {
 		n += k
 	}
 	return n
+}
+
+// flushPending moves what it can of the port's send buffer into the
+// guest's receive buffers.
+func (d *Device) flushPending(p *port, s *signals) {
+	for len(p.pending) > 0 {
+		k := d.receive(p, p.pending, s)
+		if k == 0 {
+			return
+		}
+		p.pending = p.pending[k:]
+		p.broadcast() // a writer waiting for room may go on
+	}
+	p.pending = nil // drop the emptied backing array
 }
 
 // transmit moves guest bytes from the transmit queue into b and returns how
