@@ -42,7 +42,7 @@ type Options struct {
 	// Dir is the command's working directory; default the caller's.
 	Dir string
 	// Timeout bounds one run, L1 boot included (a run L1 itself fails is
-	// retried once); default 5 minutes. The command itself is killed 45 s
+	// retried at most twice); default 5 minutes. The command itself is killed 45 s
 	// before, so that L1 still reports.
 	Timeout time.Duration
 	// MemoryMiB is L1's RAM; default 2048.
@@ -164,8 +164,8 @@ func run(t testing.TB, share string, opts Options) Result {
 	}
 	// QEMU TCG's emulation of nested SVM occasionally resets or hangs L1
 	// itself while an L2 runs (QEMU exits, -no-reboot, or goes silent, with
-	// no verdict). Such a run is retried once, with a fresh deadline, and
-	// logged; a second one fails the test.
+	// no verdict). Such a run is retried at most twice, with a fresh
+	// deadline, and logged; a third one fails the test.
 	for attempt := 1; ; attempt++ {
 		testutil.CountVM(t)
 		os.Remove(filepath.Join(share, job.OutputFile))
@@ -180,7 +180,7 @@ func run(t testing.TB, share string, opts Options) Result {
 		}
 		out, _ := os.ReadFile(filepath.Join(share, job.OutputFile))
 		msg := fmt.Sprintf("%v after %v; command output so far:\n%s\nL1 console:\n%s", died, res.Elapsed, out, res.Console)
-		if attempt == 2 {
+		if attempt == 3 {
 			t.Fatal(msg)
 		}
 		t.Logf("attempt %d: %s", attempt, msg)
