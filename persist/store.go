@@ -17,6 +17,8 @@ package persist
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -264,7 +266,20 @@ func (s *Store) Delete(ctx context.Context, ns, id string) error {
 		return fmt.Errorf("delete sandbox %s/%s: %s is still mounted: unmount it first: %w",
 			ns, id, strings.Join(mounts, ", "), errdefs.ErrFailedPrecondition)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	// Out of the way first, in one rename: a Save racing this Delete then
+	// finds no directory and makes a fresh one, instead of creating its
+	// lock file in the directory RemoveAll is emptying ("directory not
+	// empty"). The hidden name is not a valid sandbox id, so List skips
+	// it should a crash leave it behind.
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return fmt.Errorf("delete sandbox %s/%s: %w", ns, id, err)
+	}
+	tomb := filepath.Join(filepath.Dir(dir), ".deleted-"+id+"-"+hex.EncodeToString(rnd[:]))
+	if err := os.Rename(dir, tomb); err != nil {
+		return fmt.Errorf("delete sandbox %s/%s: %w", ns, id, err)
+	}
+	if err := os.RemoveAll(tomb); err != nil {
 		return fmt.Errorf("delete sandbox %s/%s: %w", ns, id, err)
 	}
 	if err := syncDir(filepath.Dir(dir)); err != nil {

@@ -153,8 +153,19 @@ func inner(t *testing.T) {
 		}
 	}()
 	defer func() {
-		if t.Failed() {
-			t.Logf("guest console tail:\n%s", tail(console.String(), 4000))
+		if !t.Failed() {
+			return
+		}
+		t.Logf("guest console tail:\n%s", tail(console.String(), 4000))
+		if v == nil {
+			return
+		}
+		select {
+		case <-v.Done():
+			if end := v.Wait(); end.Reason != machine.Stopped {
+				nested.ReportL2Death(end)
+			}
+		default:
 		}
 	}()
 
