@@ -305,10 +305,11 @@ func CountL2Boot() { fmt.Println(BootedMarker) }
 const DiedMarker = "L2-VM-DIED"
 
 // ReportL2Death records, from inside L1, that the inner test's VM ended on
-// its own (how: end) while the test still used it. Under QEMU TCG's
-// emulation of nested SVM an L2 VM occasionally triple-faults or hangs at a
-// random point even after a good boot; RunInner then runs the whole inner
-// test again.
+// its own (how: end) while the test still used it, or that every boot it
+// tried died. Under QEMU TCG's emulation of nested SVM an L2 VM
+// occasionally triple-faults or hangs at a random point, and an L1 can get
+// into a state where every L2 boot hangs at the same point; RunInner then
+// runs the whole inner test again in a fresh L1.
 func ReportL2Death(end fmt.Stringer) { fmt.Println(DiedMarker, end) }
 
 // RunInner is RunGoTest for a test that re-runs itself in L1: it counts

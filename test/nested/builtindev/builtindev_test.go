@@ -244,6 +244,7 @@ func boot(t *testing.T, img, share, disk, nsA string) (*vm.VM, *shell, *testutil
 		end := v.Stop()
 		v.Close()
 		if attempt == 3 {
+			nested.ReportL2Death(end)
 			t.Fatalf("guest shell did not answer (%v, rc %d, VM %v): %q; console:\n%s", err, rc, end, out, console.String())
 		}
 		t.Logf("attempt %d: guest shell did not answer (%v, VM %v); console tail:\n%s", attempt, err, end, tail(console.String(), 1500))

@@ -108,7 +108,11 @@ func joeyRun(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		stdout, stderr, code := joeyRunOnce(t, stdin, args...)
-		if attempt == 3 || !bootFailed(stderr) {
+		if !bootFailed(stderr) {
+			return stdout, stderr, code
+		}
+		if attempt == 3 {
+			nested.ReportL2Death(stringer("three boots failed"))
 			return stdout, stderr, code
 		}
 		t.Logf("attempt %d: the VM did not boot: %s", attempt, stderr)
@@ -169,6 +173,9 @@ func execAndKill(t *testing.T, cfgPath, driver, rootfs string) {
 		sb, err = h.CreateSandbox(ctx, jruntime.SandboxConfig{ID: "kvm-exec", Namespace: "test", Spec: spec, Config: cfg, Events: func(jruntime.Event) {}})
 		if err == nil {
 			break
+		}
+		if attempt == 3 && bootFailed(err.Error()) {
+			nested.ReportL2Death(stringer("three boots failed"))
 		}
 		if attempt == 3 || !bootFailed(err.Error()) {
 			t.Fatal(err)
@@ -281,3 +288,8 @@ func containerSpec(rootfs string, args ...string) *specs.Spec {
 		},
 	}
 }
+
+// stringer is a fixed description for nested.ReportL2Death.
+type stringer string
+
+func (s stringer) String() string { return string(s) }

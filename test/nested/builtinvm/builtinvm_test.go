@@ -101,6 +101,7 @@ func inner(t *testing.T) {
 		end := v.Stop()
 		v.Close()
 		if attempt == 3 {
+			nested.ReportL2Death(end)
 			t.Fatalf("agent did not answer: %v (VM %v); console:\n%s", err, end, console.String())
 		}
 		t.Logf("attempt %d: agent did not answer (%v, VM %v); console tail:\n%s", attempt, err, end, tail(console.String(), 1500))
