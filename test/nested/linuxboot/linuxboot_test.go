@@ -99,6 +99,9 @@ func inner(t *testing.T) {
 			}
 			t.Logf("%s: %v in %v; unhandled accesses: %s", tc.name, end, time.Since(start).Round(time.Millisecond), unhandled)
 			if !shellLine.MatchString(console) {
+				if end.Reason == machine.Reboot || end.Reason == machine.Stopped {
+					nested.ReportL2Death(end) // every boot died: try a fresh L1
+				}
 				t.Fatalf("no shell line with nproc 2 on the console (end %v):\n%s", end, console)
 			}
 			if end.Reason != tc.reason || !strings.Contains(end.Cause, tc.cause) {
