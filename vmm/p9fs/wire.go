@@ -34,6 +34,11 @@ func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 // frameTag is the tag of a message of at least headerLen bytes.
 func frameTag(frame []byte) uint16 { return binary.LittleEndian.Uint16(frame[5:]) }
 
+// Rlerror encodes Rlerror{errno} for tag: the virtio-9p device answers
+// with it a request it cannot hand to the server or a reply that does not
+// fit the guest's buffers.
+func Rlerror(tag uint16, errno uint32) []byte { return rlerror(tag, linux.Errno(errno)) }
+
 // rlerror encodes Rlerror{ecode} for tag.
 func rlerror(tag uint16, errno linux.Errno) []byte {
 	b := make([]byte, headerLen+4)

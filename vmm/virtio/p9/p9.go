@@ -35,7 +35,7 @@ const MaxTagLen = 31
 // 9P framing the device reads itself.
 const (
 	headerLen    = 7 // size[4] type[1] tag[2]
-	msgRlerror   = 7
+	msgRlerror   = 7 // what p9fs.Rlerror encodes; the tests read it
 	errnoEINVAL  = 22
 	errnoENOBUFS = 105
 )
@@ -290,7 +290,7 @@ func (a *activation) serve(c virtio.Chain, req []byte) {
 	}
 	a.mu.Unlock()
 	if dup {
-		a.complete(c, rlerror(tag, errnoEINVAL))
+		a.complete(c, p9fs.Rlerror(tag, errnoEINVAL))
 		return
 	}
 	if err := a.sess.Submit(req); err != nil {
@@ -325,7 +325,7 @@ func (a *activation) reply(frame []byte) {
 // chain comes back with nothing written.
 func (a *activation) complete(c virtio.Chain, frame []byte) {
 	if len(frame) > c.WritableLen() {
-		frame = rlerror(binary.LittleEndian.Uint16(frame[5:]), errnoENOBUFS)
+		frame = p9fs.Rlerror(binary.LittleEndian.Uint16(frame[5:]), errnoENOBUFS)
 		if len(frame) > c.WritableLen() {
 			frame = nil
 		}
@@ -361,13 +361,4 @@ func (a *activation) shutdown(bg *sync.WaitGroup) {
 		// Also unblocks run if it is handing the session a request.
 		a.sess.Close()
 	}()
-}
-
-func rlerror(tag uint16, errno uint32) []byte {
-	b := make([]byte, headerLen+4)
-	binary.LittleEndian.PutUint32(b, uint32(len(b)))
-	b[4] = msgRlerror
-	binary.LittleEndian.PutUint16(b[5:], tag)
-	binary.LittleEndian.PutUint32(b[7:], errno)
-	return b
 }
