@@ -239,7 +239,11 @@ func TestContainerLifecycleOverTheWire(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 
 	p, _ := h.ctrs.proc("c1", "")
+	// The process's output must be written before the signal closes its
+	// pipes, as a real process's output is before it dies.
+	written := make(chan struct{})
 	go func() {
+		defer close(written)
 		p.outW.Write([]byte("out\n"))
 		p.errW.Write([]byte("err\n"))
 	}()
@@ -259,6 +263,7 @@ func TestContainerLifecycleOverTheWire(t *testing.T) {
 		t.Fatal("stdin was not closed after the input ended")
 	}
 
+	<-written
 	if _, err := h.c.SignalProcess(ctx, &protocol.SignalProcessRequest{ContainerId: "c1", Signal: 9}); err != nil {
 		t.Fatal(err)
 	}
