@@ -34,13 +34,23 @@ func (c *Client) Close() error { return c.conn.Close() }
 // Dialer opens a fresh byte stream to the agent channel.
 type Dialer func(ctx context.Context) (net.Conn, error)
 
-// Connect dials until the agent answers its health check or ctx ends. A
-// guest that is still booting has not opened its end of the channel yet;
-// requests sent then wait in the channel, so each attempt is bounded and a
-// late answer to an abandoned attempt is harmless.
+// Attempt bounds of Connect. The first health check waits for the boot: a
+// guest that has not opened its end of the channel yet leaves the request
+// in the channel (QEMU's virtio-serial does not read a port the guest has
+// not opened; the built-in VMM's ports buffer it), and hanging up to retry
+// would only make the guest see the port close and reopen while it boots.
+// Past firstAttempt the guest is slow or the stream is wedged (a request
+// that reached a port just as the guest closed it is discarded), so later
+// attempts start on a fresh stream and are short.
+var (
+	firstAttempt = 30 * time.Second
+	laterAttempt = 2 * time.Second
+)
+
+// Connect dials until the agent answers its health check or ctx ends.
 func Connect(ctx context.Context, dial Dialer) (*Client, error) {
 	var lastErr error
-	for attempt := 0; ; attempt++ {
+	for checks := 0; ; checks++ {
 		if err := ctx.Err(); err != nil {
 			if lastErr == nil {
 				lastErr = err
@@ -49,14 +59,18 @@ func Connect(ctx context.Context, dial Dialer) (*Client, error) {
 		}
 		conn, err := dial(ctx)
 		if err != nil {
+			// No stream yet (the VMM is not listening): not a check.
+			checks--
 			lastErr = err
 			sleep(ctx, 50*time.Millisecond)
 			continue
 		}
 		c := NewClient(conn)
-		// The first attempt may wait for the whole boot; later ones are
-		// shorter so a wedged connection is replaced.
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		bound := laterAttempt
+		if checks == 0 {
+			bound = firstAttempt
+		}
+		cctx, cancel := context.WithTimeout(ctx, bound)
 		_, err = c.Check(cctx, &protocol.CheckRequest{})
 		cancel()
 		if err == nil {
@@ -64,7 +78,7 @@ func Connect(ctx context.Context, dial Dialer) (*Client, error) {
 		}
 		c.Close()
 		lastErr = err
-		if errors.Is(err, context.Canceled) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			continue
 		}
 		sleep(ctx, 100*time.Millisecond)

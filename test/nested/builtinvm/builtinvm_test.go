@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -90,11 +91,9 @@ func inner(t *testing.T) {
 			case <-ctx.Done():
 			}
 		}()
-		// One connection, one health check that waits for the whole boot:
-		// the request sits in the port's send buffer until the agent opens
-		// its port. (agent.Connect's 2 s checks would instead hang up and
-		// reopen the port every few seconds while the guest boots.)
-		c, err = checkOnce(ctx, v)
+		// What the runtime does: agent.Connect's first health check waits
+		// for the boot on one stream.
+		c, err = agent.Connect(ctx, func(context.Context) (net.Conn, error) { return v.Port("agent.0") })
 		cancel()
 		if err == nil {
 			t.Logf("agent answered %v after the vCPUs started", time.Since(start).Round(time.Millisecond))
@@ -179,21 +178,6 @@ func inner(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines before the VM, %d after it was closed:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
-}
-
-// checkOnce connects to the agent's port and waits for its answer to one
-// health check.
-func checkOnce(ctx context.Context, v *vm.VM) (*agent.Client, error) {
-	conn, err := v.Port("agent.0")
-	if err != nil {
-		return nil, err
-	}
-	c := agent.NewClient(conn)
-	if _, err := c.Check(ctx, &protocol.CheckRequest{}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
 }
 
 // shell runs script in the guest's debug shell and returns its output up
