@@ -1,7 +1,6 @@
 package p9fs
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
+	"github.com/joeyrt/joey/vmm/p9fs/p9fstest"
 )
 
 const secret = "HOST SECRET"
@@ -133,31 +133,6 @@ func newRaw(t *testing.T, srv *Server) *raw {
 	return r
 }
 
-// tmsg encodes a T-message; fields are uint8, uint16, uint32, uint64 or
-// string (9P's s: le16 length and bytes).
-func tmsg(typ uint8, tag uint16, fields ...any) []byte {
-	b := []byte{0, 0, 0, 0, typ, byte(tag), byte(tag >> 8)}
-	for _, f := range fields {
-		switch v := f.(type) {
-		case uint8:
-			b = append(b, v)
-		case uint16:
-			b = binary.LittleEndian.AppendUint16(b, v)
-		case uint32:
-			b = binary.LittleEndian.AppendUint32(b, v)
-		case uint64:
-			b = binary.LittleEndian.AppendUint64(b, v)
-		case string:
-			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
-			b = append(b, v...)
-		default:
-			panic("tmsg: unsupported field type")
-		}
-	}
-	binary.LittleEndian.PutUint32(b, uint32(len(b)))
-	return b
-}
-
 // rpc sends one message and returns the reply's type and body.
 func (r *raw) rpc(frame []byte) (uint8, []byte) {
 	r.t.Helper()
@@ -227,6 +202,6 @@ const (
 // handshake negotiates 9P2000.L and attaches fid 1 as uid.
 func (r *raw) handshake(uid uint32) {
 	r.t.Helper()
-	r.ok(tmsg(tVersion, noTag, uint32(64<<10), "9P2000.L"), rVersion)
-	r.ok(tmsg(tAttach, 1, uint32(1), uint32(0xffffffff), "user", "", uid), rAttach)
+	r.ok(p9fstest.Tmsg(tVersion, noTag, uint32(64<<10), "9P2000.L"), rVersion)
+	r.ok(p9fstest.Tmsg(tAttach, 1, uint32(1), uint32(0xffffffff), "user", "", uid), rAttach)
 }

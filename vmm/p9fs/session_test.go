@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hugelgupf/p9/linux"
+	"github.com/joeyrt/joey/vmm/p9fs/p9fstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,15 +20,15 @@ const (
 // walkOpen walks fid 1 to name as newfid and opens it with flags.
 func (r *raw) walkOpen(newfid uint32, name string, flags uint32) {
 	r.t.Helper()
-	r.ok(tmsg(tWalk, 2, uint32(1), newfid, uint16(1), name), rWalk)
-	r.ok(tmsg(tLopen, 3, newfid, flags), rLopen)
+	r.ok(p9fstest.Tmsg(tWalk, 2, uint32(1), newfid, uint16(1), name), rWalk)
+	r.ok(p9fstest.Tmsg(tLopen, 3, newfid, flags), rLopen)
 }
 
 func (r *raw) lock(fid uint32, typ uint8, start, length uint64) uint8 {
 	r.t.Helper()
 	// Linux's v9fs sets P9_LOCK_FLAGS_BLOCK for F_SETLKW and flock
 	// without LOCK_NB; the server answers at once either way.
-	body := r.ok(tmsg(tLock, 4, fid, typ, uint32(1), start, length, uint32(1234), "guest"), rLock)
+	body := r.ok(p9fstest.Tmsg(tLock, 4, fid, typ, uint32(1), start, length, uint32(1234), "guest"), rLock)
 	return body[0]
 }
 
@@ -77,7 +78,7 @@ func TestLocksConflictBetweenFidsAndAreReleasedByUnlockAndClunk(t *testing.T) {
 		t.Errorf("host F_OFD_GETLK at 200: type %d, %v: want a's write lock", lk.Type, err)
 	}
 	// Clunking a drops its locks.
-	r.ok(tmsg(tClunk, 5, uint32(2)), rClunk)
+	r.ok(p9fstest.Tmsg(tClunk, 5, uint32(2)), rClunk)
 	if got := r.lock(3, wr, 100, 0); got != ok {
 		t.Errorf("b after a's clunk: status %d, want OK", got)
 	}
@@ -96,10 +97,10 @@ func TestXattrsAndGetlockAreAnsweredEOPNOTSUPPAndXattrWritesEROFSWhenReadOnly(t 
 			frame []byte
 			want  linux.Errno
 		}{
-			{"getxattr security.capability", tmsg(tXattrwlk, 7, uint32(1), uint32(9), "security.capability"), linux.EOPNOTSUPP},
-			{"listxattr", tmsg(tXattrwlk, 7, uint32(1), uint32(9), ""), linux.EOPNOTSUPP},
-			{"setxattr", tmsg(tXattrcrt, 7, uint32(1), "user.x", uint64(1), uint32(0)), tc.wantWrite},
-			{"getlock", tmsg(tGetlock, 7, uint32(1), uint8(1), uint64(0), uint64(0), uint32(1), "guest"), linux.EOPNOTSUPP},
+			{"getxattr security.capability", p9fstest.Tmsg(tXattrwlk, 7, uint32(1), uint32(9), "security.capability"), linux.EOPNOTSUPP},
+			{"listxattr", p9fstest.Tmsg(tXattrwlk, 7, uint32(1), uint32(9), ""), linux.EOPNOTSUPP},
+			{"setxattr", p9fstest.Tmsg(tXattrcrt, 7, uint32(1), "user.x", uint64(1), uint32(0)), tc.wantWrite},
+			{"getlock", p9fstest.Tmsg(tGetlock, 7, uint32(1), uint8(1), uint64(0), uint64(0), uint32(1), "guest"), linux.EOPNOTSUPP},
 		} {
 			if got := r.lerror(m.frame); got != m.want {
 				t.Errorf("read-only %v: %s: errno %v, want %v", tc.readOnly, m.what, got, m.want)
@@ -116,7 +117,7 @@ func TestChmodOverTheWireKeepsSetuidAndSetgidBits(t *testing.T) {
 	}
 	r := newRaw(t, newServer(t, share, Options{}))
 	r.handshake(0)
-	r.ok(tmsg(tWalk, 2, uint32(1), uint32(2), uint16(1), "bin"), rWalk)
+	r.ok(p9fstest.Tmsg(tWalk, 2, uint32(1), uint32(2), uint16(1), "bin"), rWalk)
 	for _, tc := range []struct {
 		valid, mode uint32
 		size        uint64
@@ -131,7 +132,7 @@ func TestChmodOverTheWireKeepsSetuidAndSetgidBits(t *testing.T) {
 		// size is not being set, carries nothing.
 		{setattrMode, 0o0644, carriedModeFlag | 0o6000, 0o0644},
 	} {
-		r.ok(tmsg(tSetattr, 3, uint32(2), tc.valid, tc.mode, uint32(0), uint32(0), tc.size,
+		r.ok(p9fstest.Tmsg(tSetattr, 3, uint32(2), tc.valid, tc.mode, uint32(0), uint32(0), tc.size,
 			uint64(0), uint64(0), uint64(0), uint64(0)), rSetattr)
 		var st unix.Stat_t
 		if err := unix.Stat(path, &st); err != nil {
@@ -147,12 +148,12 @@ func TestFilesAreOwnedByTheUIDTheGuestAttachedWith(t *testing.T) {
 	share, _ := layout(t)
 	r := newRaw(t, newServer(t, share, Options{}))
 	r.handshake(1234)
-	r.ok(tmsg(tWalk, 2, uint32(1), uint32(2), uint16(0)), rWalk)
-	r.ok(tmsg(tLcreate, 3, uint32(2), "file", uint32(2), uint32(0o640), uint32(4321)), rLcreate)
-	r.ok(tmsg(tMkdir, 4, uint32(1), "dir", uint32(0o750), uint32(4321)), rMkdir)
+	r.ok(p9fstest.Tmsg(tWalk, 2, uint32(1), uint32(2), uint16(0)), rWalk)
+	r.ok(p9fstest.Tmsg(tLcreate, 3, uint32(2), "file", uint32(2), uint32(0o640), uint32(4321)), rLcreate)
+	r.ok(p9fstest.Tmsg(tMkdir, 4, uint32(1), "dir", uint32(0o750), uint32(4321)), rMkdir)
 	// A second attach as another user, on another fid.
-	r.ok(tmsg(tAttach, 5, uint32(7), noFid, "other", "", uint32(99)), rAttach)
-	r.ok(tmsg(tMkdir, 6, uint32(7), "other", uint32(0o700), uint32(99)), rMkdir)
+	r.ok(p9fstest.Tmsg(tAttach, 5, uint32(7), noFid, "other", "", uint32(99)), rAttach)
+	r.ok(p9fstest.Tmsg(tMkdir, 6, uint32(7), "other", uint32(0o700), uint32(99)), rMkdir)
 	for _, tc := range []struct {
 		name     string
 		uid, gid uint32
@@ -179,10 +180,10 @@ func TestMalformedMessagesAreAnsweredUnderTheirOwnTag(t *testing.T) {
 	}
 	r := newRaw(t, newServer(t, share, Options{}))
 	r.handshake(0)
-	sizeLies := tmsg(tClunk, 9, uint32(1))
+	sizeLies := p9fstest.Tmsg(tClunk, 9, uint32(1))
 	sizeLies[0]++
-	walkShort := tmsg(tWalk, 9, uint32(1), uint32(2), uint16(2), "one")
-	writeCount := tmsg(118, 9, uint32(1), uint64(0), uint32(10), uint8(1), uint8(2))
+	walkShort := p9fstest.Tmsg(tWalk, 9, uint32(1), uint32(2), uint16(2), "one")
+	writeCount := p9fstest.Tmsg(118, 9, uint32(1), uint64(0), uint32(10), uint8(1), uint8(2))
 	for _, tc := range []struct {
 		what  string
 		frame []byte
@@ -191,10 +192,10 @@ func TestMalformedMessagesAreAnsweredUnderTheirOwnTag(t *testing.T) {
 		{"size field disagrees with the message", sizeLies, linux.EINVAL},
 		{"walk with fewer names than counted", walkShort, linux.EINVAL},
 		{"write whose count is not its data", writeCount, linux.EINVAL},
-		{"string running off the end", tmsg(tMkdir, 9, uint32(1), uint16(50), "x"), linux.EINVAL},
-		{"unknown message type", tmsg(200, 9, uint32(1)), linux.EOPNOTSUPP},
-		{"an R-message", tmsg(rWalk, 9, uint16(0)), linux.EOPNOTSUPP},
-		{"larger than msize", tmsg(tWalk, 9, uint32(1), uint32(2), uint16(2), string(make([]byte, 40<<10)), string(make([]byte, 40<<10))), linux.EMSGSIZE},
+		{"string running off the end", p9fstest.Tmsg(tMkdir, 9, uint32(1), uint16(50), "x"), linux.EINVAL},
+		{"unknown message type", p9fstest.Tmsg(200, 9, uint32(1)), linux.EOPNOTSUPP},
+		{"an R-message", p9fstest.Tmsg(rWalk, 9, uint16(0)), linux.EOPNOTSUPP},
+		{"larger than msize", p9fstest.Tmsg(tWalk, 9, uint32(1), uint32(2), uint16(2), string(make([]byte, 40<<10)), string(make([]byte, 40<<10))), linux.EMSGSIZE},
 	} {
 		if got := r.lerror(tc.frame); got != tc.want {
 			t.Errorf("%s: errno %v, want %v", tc.what, got, tc.want)
@@ -202,7 +203,7 @@ func TestMalformedMessagesAreAnsweredUnderTheirOwnTag(t *testing.T) {
 	}
 	// The session is still good.
 	r.walkOpen(2, "f", 0)
-	body := r.ok(tmsg(tRead, 5, uint32(2), uint64(0), uint32(100)), rRead)
+	body := r.ok(p9fstest.Tmsg(tRead, 5, uint32(2), uint64(0), uint32(100)), rRead)
 	if got := string(body[4:]); got != "content" {
 		t.Errorf("read %q after the bad messages", got)
 	}
@@ -249,8 +250,8 @@ func TestClosingASessionWithRequestsInFlightAnswersThemAllFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range [][]byte{
-			tmsg(tVersion, noTag, uint32(8192), "9P2000.L"),
-			tmsg(tAttach, 1, uint32(1), noFid, "u", "", uint32(0)),
+			p9fstest.Tmsg(tVersion, noTag, uint32(8192), "9P2000.L"),
+			p9fstest.Tmsg(tAttach, 1, uint32(1), noFid, "u", "", uint32(0)),
 		} {
 			if err := sess.Submit(m); err != nil {
 				t.Fatal(err)
@@ -259,7 +260,7 @@ func TestClosingASessionWithRequestsInFlightAnswersThemAllFirst(t *testing.T) {
 		var wg sync.WaitGroup
 		for j := range walkers {
 			wg.Go(func() {
-				if err := sess.Submit(tmsg(tWalk, uint16(10+j), uint32(1), uint32(10+j), uint16(1), "f")); err != nil {
+				if err := sess.Submit(p9fstest.Tmsg(tWalk, uint16(10+j), uint32(1), uint32(10+j), uint16(1), "f")); err != nil {
 					t.Error(err)
 				}
 			})

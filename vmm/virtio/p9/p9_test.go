@@ -13,6 +13,7 @@ import (
 
 	"github.com/joeyrt/joey/vmm/memory"
 	"github.com/joeyrt/joey/vmm/p9fs"
+	"github.com/joeyrt/joey/vmm/p9fs/p9fstest"
 	"github.com/joeyrt/joey/vmm/virtio"
 	"github.com/joeyrt/joey/vmm/virtio/virtiotest"
 )
@@ -40,31 +41,6 @@ const (
 )
 
 const hostContent = "bytes from the host file"
-
-// tmsg encodes a T-message; fields are uint8, uint16, uint32, uint64 or
-// string (le16 length and bytes).
-func tmsg(typ uint8, tag uint16, fields ...any) []byte {
-	b := []byte{0, 0, 0, 0, typ, byte(tag), byte(tag >> 8)}
-	for _, f := range fields {
-		switch v := f.(type) {
-		case uint8:
-			b = append(b, v)
-		case uint16:
-			b = binary.LittleEndian.AppendUint16(b, v)
-		case uint32:
-			b = binary.LittleEndian.AppendUint32(b, v)
-		case uint64:
-			b = binary.LittleEndian.AppendUint64(b, v)
-		case string:
-			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
-			b = append(b, v...)
-		default:
-			panic("tmsg: unsupported field type")
-		}
-	}
-	binary.LittleEndian.PutUint32(b, uint32(len(b)))
-	return b
-}
 
 // rig is a device over a served directory, driven like a guest would.
 type rig struct {
@@ -161,18 +137,18 @@ func (r *rig) lerror(u virtiotest.Used, req []byte) uint32 {
 // mount does what Linux's mount does first: version, attach fid 1.
 func (r *rig) mount() {
 	r.t.Helper()
-	body := r.ok(tmsg(tVersion, noTag, uint32(262144), "9P2000.L"), rVersion)
+	body := r.ok(p9fstest.Tmsg(tVersion, noTag, uint32(262144), "9P2000.L"), rVersion)
 	if msize := binary.LittleEndian.Uint32(body); msize != 262144 {
 		r.t.Errorf("negotiated msize %d", msize)
 	}
-	r.ok(tmsg(tAttach, 1, uint32(1), noFid, "root", "", uint32(0)), rAttach)
+	r.ok(p9fstest.Tmsg(tAttach, 1, uint32(1), noFid, "root", "", uint32(0)), rAttach)
 }
 
 // openHello walks fid 1 to hello as fid 2 and opens it.
 func (r *rig) openHello() {
 	r.t.Helper()
-	r.ok(tmsg(tWalk, 2, uint32(1), uint32(2), uint16(1), "hello"), rWalk)
-	r.ok(tmsg(tLopen, 3, uint32(2), uint32(0)), rLopen)
+	r.ok(p9fstest.Tmsg(tWalk, 2, uint32(1), uint32(2), uint16(1), "hello"), rWalk)
+	r.ok(p9fstest.Tmsg(tLopen, 3, uint32(2), uint32(0)), rLopen)
 }
 
 func TestDeviceIsType9WithTheMountTagFeatureAndOneQueue(t *testing.T) {
@@ -238,7 +214,7 @@ func TestReadingAHostFileThroughTheQueueReturnsItsBytes(t *testing.T) {
 	r.activate()
 	r.mount()
 	r.openHello()
-	body := r.ok(tmsg(tRead, 4, uint32(2), uint64(0), uint32(4096)), rRead)
+	body := r.ok(p9fstest.Tmsg(tRead, 4, uint32(2), uint64(0), uint32(4096)), rRead)
 	if n := binary.LittleEndian.Uint32(body); string(body[4:4+n]) != hostContent {
 		t.Errorf("read %q, want %q", body[4:4+n], hostContent)
 	}
@@ -320,13 +296,13 @@ func TestRepliesCompleteOutOfOrderWhenARequestBlocks(t *testing.T) {
 	r.mount()
 	r.openHello()
 
-	read := tmsg(tRead, 20, uint32(2), uint64(0), uint32(4096))
+	read := p9fstest.Tmsg(tRead, 20, uint32(2), uint64(0), uint32(4096))
 	readHead := r.send(read, 4096)
 	<-held
-	getattr := tmsg(tGetattr, 21, uint32(1), uint64(0x7ff))
+	getattr := p9fstest.Tmsg(tGetattr, 21, uint32(1), uint64(0x7ff))
 	getattrHead := r.send(getattr, 4096)
 	// A second request under the tag still in flight is refused at once.
-	dup := tmsg(tGetattr, 20, uint32(1), uint64(0x7ff))
+	dup := p9fstest.Tmsg(tGetattr, 20, uint32(1), uint64(0x7ff))
 	dupHead := r.send(dup, 4096)
 
 	got := map[uint16]virtiotest.Used{}
@@ -358,17 +334,17 @@ func TestAReplyTooBigForItsChainIsAnErrorUnderItsTag(t *testing.T) {
 	r.activate()
 	r.mount()
 	r.openHello()
-	read := tmsg(tRead, 30, uint32(2), uint64(0), uint32(4096))
+	read := p9fstest.Tmsg(tRead, 30, uint32(2), uint64(0), uint32(4096))
 	r.send(read, 16) // room for an Rlerror, not for the data
 	if errno := r.lerror(r.wait(), read); errno != errnoENOBUFS {
 		t.Errorf("errno %d, want ENOBUFS", errno)
 	}
-	r.send(tmsg(tRead, 31, uint32(2), uint64(0), uint32(4096)), 8) // not even that
+	r.send(p9fstest.Tmsg(tRead, 31, uint32(2), uint64(0), uint32(4096)), 8) // not even that
 	if u := r.wait(); u.Written != 0 {
 		t.Errorf("%d bytes written into 8 bytes of room", u.Written)
 	}
 	// The reply may be scattered over several small buffers.
-	ok := tmsg(tRead, 32, uint32(2), uint64(0), uint32(4096))
+	ok := p9fstest.Tmsg(tRead, 32, uint32(2), uint64(0), uint32(4096))
 	r.q.Add([][]byte{ok}, []int{5, 6, 7, 100})
 	r.dev.Notify(0)
 	if typ, body := r.check(r.wait(), ok); typ != rRead || !strings.Contains(string(body), hostContent) {
@@ -380,11 +356,11 @@ func TestBadChainsAreAnsweredOrReturnedWithoutPanicking(t *testing.T) {
 	r := newRig(t)
 	r.activate()
 	r.mount()
-	clunk := tmsg(tClunk, 40, uint32(99))
-	lying := tmsg(tClunk, 41, uint32(99))
+	clunk := p9fstest.Tmsg(tClunk, 40, uint32(99))
+	lying := p9fstest.Tmsg(tClunk, 41, uint32(99))
 	binary.LittleEndian.PutUint32(lying, 200) // longer than what is there
-	unknown := tmsg(250, 42, uint32(1))
-	split := tmsg(tGetattr, 43, uint32(1), uint64(0x7ff))
+	unknown := p9fstest.Tmsg(250, 42, uint32(1))
+	split := p9fstest.Tmsg(tGetattr, 43, uint32(1), uint64(0x7ff))
 
 	for _, tc := range []struct {
 		name     string
@@ -460,7 +436,7 @@ func TestResetStopsUsingGuestMemoryAndReactivateStartsAFreshSession(t *testing.T
 	// A read whose reply reaches the device only after the guest reset
 	// it.
 	reply := r.alloc.Get(4096)
-	read := tmsg(tRead, 50, uint32(2), uint64(0), uint32(4096))
+	read := p9fstest.Tmsg(tRead, 50, uint32(2), uint64(0), uint32(4096))
 	req := r.alloc.Get(uint64(len(read)))
 	if err := r.mem.WriteAt(read, req); err != nil {
 		t.Fatal(err)
@@ -484,7 +460,7 @@ func TestResetStopsUsingGuestMemoryAndReactivateStartsAFreshSession(t *testing.T
 
 	r.activate()
 	// Fids of the old session are gone.
-	walk := tmsg(tWalk, 60, uint32(1), uint32(3), uint16(0))
+	walk := p9fstest.Tmsg(tWalk, 60, uint32(1), uint32(3), uint16(0))
 	r.send(walk, 64)
 	if errno := r.lerror(r.wait(), walk); errno != errnoEBADF {
 		t.Errorf("walk from the old session's fid: errno %d, want EBADF", errno)
@@ -514,9 +490,9 @@ func TestCloseLeavesNoGoroutinesBehind(t *testing.T) {
 		r.activate()
 		r.mount()
 		r.openHello()
-		r.ok(tmsg(tRead, 4, uint32(2), uint64(0), uint32(4096)), rRead)
+		r.ok(p9fstest.Tmsg(tRead, 4, uint32(2), uint64(0), uint32(4096)), rRead)
 		// Left open: Reset and Close must clean up after the guest.
-		r.send(tmsg(tRead, 5, uint32(2), uint64(0), uint32(4096)), 4096)
+		r.send(p9fstest.Tmsg(tRead, 5, uint32(2), uint64(0), uint32(4096)), 4096)
 		r.dev.Reset()
 	}
 	r.activate()
@@ -575,7 +551,7 @@ func TestResetDoesNotWaitForAnInterruptInProgress(t *testing.T) {
 	}
 	// Answered at once from the queue's own goroutine, which then blocks
 	// raising the interrupt.
-	r.send(tmsg(250, 1, uint32(1)), 64)
+	r.send(p9fstest.Tmsg(250, 1, uint32(1)), 64)
 	<-irq.entered
 	reset := make(chan struct{})
 	go func() { r.dev.Reset(); close(reset) }()
