@@ -154,10 +154,7 @@ func (v *VM) addLegacy(out io.Writer) error {
 	}
 	m := v.m
 	com1 := serial.New(out, func(high bool) error { return m.IRQLine(com1IRQ, high) })
-	reset := func(cause string) func() {
-		return func() { m.Finish(machine.End{Reason: machine.Reboot, Cause: cause}) }
-	}
-	kbd := legacy.NewI8042(reset("i8042 reset"))
+	kbd := legacy.NewI8042(v.reset("i8042 reset"))
 	for _, d := range []struct {
 		port, n uint16
 		dev     machine.PortDevice
@@ -175,14 +172,20 @@ func (v *VM) addLegacy(out io.Writer) error {
 	return nil
 }
 
+// reset returns what a guest-initiated reset (the i8042's pulse, a write
+// to 0xCF9) calls: it ends the machine as a reboot, naming cause.
+func (v *VM) reset(cause string) func() {
+	m := v.m
+	return func() { m.Finish(machine.End{Reason: machine.Reboot, Cause: cause}) }
+}
+
 // addPCI builds the PCI bus and one virtio-pci function per device.
 func (v *VM) addPCI(cfg Config) error {
 	bus, err := pci.NewBus(pciWindowBase, pciWindowSize)
 	if err != nil {
 		return err
 	}
-	m := v.m
-	rc := legacy.NewResetControl(func() { m.Finish(machine.End{Reason: machine.Reboot, Cause: "0xcf9 reset"}) })
+	rc := legacy.NewResetControl(v.reset("0xcf9 reset"))
 	if err := v.m.AddPort(pci.ConfigAddressPort, pci.Ports, &cf8Ports{bus: bus, reset: rc}); err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -62,11 +61,8 @@ type Device struct {
 	sectors  uint64
 	config   [configSize]byte
 
-	// mu serializes Activate, Reset and Close, and guards the fields
-	// below.
-	mu     sync.Mutex
-	w      *worker // nil unless active
-	closed bool
+	// life runs the worker of each activation.
+	life virtio.Lifecycle[*worker]
 }
 
 // New makes a disk of f, a regular file or block device a non-zero
@@ -140,81 +136,55 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 
 // Activate implements virtio.Device: it starts serving the request queue.
 func (d *Device) Activate(mem *memory.Memory, features uint64, queues []*virtio.Queue, irq virtio.Interrupter) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch {
-	case d.closed:
-		return errors.New("virtio-blk: activate: device closed")
-	case d.w != nil:
-		return errors.New("virtio-blk: activate: already active; reset first")
-	case len(queues) < 1 || queues[0] == nil:
-		return errors.New("virtio-blk: activate: the request queue is not enabled")
+	err := d.life.Activate(func(stop <-chan struct{}, spawn func(func())) (*worker, error) {
+		if len(queues) < 1 || queues[0] == nil {
+			return nil, errors.New("the request queue is not enabled")
+		}
+		w := &worker{
+			dev:          d,
+			q:            queues[0],
+			irq:          irq,
+			writeThrough: features&FeatureFlush == 0,
+			kick:         make(chan struct{}, 1),
+			stop:         stop,
+		}
+		spawn(w.run)
+		// Requests may have been queued before DRIVER_OK without a kick.
+		w.wake()
+		return w, nil
+	})
+	if err != nil {
+		return fmt.Errorf("virtio-blk: activate: %w", err)
 	}
-	w := &worker{
-		dev:          d,
-		q:            queues[0],
-		irq:          irq,
-		writeThrough: features&FeatureFlush == 0,
-		kick:         make(chan struct{}, 1),
-		stop:         make(chan struct{}),
-		done:         make(chan struct{}),
-	}
-	d.w = w
-	go w.run()
-	// Requests may have been queued before DRIVER_OK without a kick.
-	w.wake()
 	return nil
 }
 
 // Notify implements virtio.Device: it wakes the worker and returns at once.
 func (d *Device) Notify(q int) {
-	d.mu.Lock()
-	w := d.w
-	d.mu.Unlock()
-	if w != nil && q == 0 {
+	if w, ok := d.life.Active(); ok && q == 0 {
 		w.wake()
 	}
 }
 
 // Reset implements virtio.Device. It waits for the request in progress, so
 // nothing touches guest memory once it returns.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stop()
-}
-
-func (d *Device) stop() {
-	if d.w == nil {
-		return
-	}
-	close(d.w.stop)
-	<-d.w.done
-	d.w = nil
-}
+func (d *Device) Reset() { d.life.Reset(nil) }
 
 // Err reports why the device stopped serving its queue since the last
 // Activate (a ring the driver broke), or nil. Only a reset revives it.
 func (d *Device) Err() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.w != nil {
-		return d.w.failure()
+	if w, ok := d.life.Active(); ok {
+		return w.failure()
 	}
 	return nil
 }
 
 // Close stops the device and closes its file.
 func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.life.Close(nil, func() error {
+		if err := d.file.Close(); err != nil {
+			return fmt.Errorf("virtio-blk: close %s: %w", d.file.Name(), err)
+		}
 		return nil
-	}
-	d.closed = true
-	d.stop()
-	if err := d.file.Close(); err != nil {
-		return fmt.Errorf("virtio-blk: close %s: %w", d.file.Name(), err)
-	}
-	return nil
+	})
 }

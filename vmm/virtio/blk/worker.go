@@ -19,8 +19,7 @@ type worker struct {
 	// kick holds at most one pending wake-up: kicks that arrive while the
 	// worker drains the ring are covered by that drain.
 	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	stop <-chan struct{}
 
 	mu  sync.Mutex
 	err error
@@ -40,7 +39,6 @@ func (w *worker) failure() error {
 }
 
 func (w *worker) run() {
-	defer close(w.done)
 	for {
 		select {
 		case <-w.stop:

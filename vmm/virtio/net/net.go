@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/joeyrt/joey/internal/tap"
@@ -82,11 +81,8 @@ type Device struct {
 	tap    *os.File
 	config [configSize]byte
 
-	// mu serializes Activate, Reset and Close, and guards the fields
-	// below.
-	mu     sync.Mutex
-	s      *session // nil unless active
-	closed bool
+	// life runs the receive and transmit goroutines of each activation.
+	life virtio.Lifecycle[*session]
 }
 
 // New makes a NIC on tapFile, a queue file of a TAP opened with
@@ -158,36 +154,38 @@ func (d *Device) WriteConfig(offset uint64, data []byte) {}
 // Activate implements virtio.Device: it lets the TAP hand over the
 // offloaded frames the driver accepts, and starts both queues.
 func (d *Device) Activate(mem *memory.Memory, features uint64, queues []*virtio.Queue, irq virtio.Interrupter) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch {
-	case d.closed:
-		return errors.New("virtio-net: activate: device closed")
-	case d.s != nil:
-		return errors.New("virtio-net: activate: already active; reset first")
-	case features&virtio.FeatureVersion1 == 0:
-		return errors.New("virtio-net: activate: driver did not accept VERSION_1, whose 12-byte header the TAP is set up for")
-	case len(queues) < 2 || queues[rxQueue] == nil || queues[txQueue] == nil:
-		return errors.New("virtio-net: activate: the receive and transmit queues must both be enabled")
-	}
-	if err := tap.SetOffload(d.tap, offloads(features)); err != nil {
+	err := d.life.Activate(func(stop <-chan struct{}, spawn func(func())) (*session, error) {
+		switch {
+		case features&virtio.FeatureVersion1 == 0:
+			return nil, errors.New("driver did not accept VERSION_1, whose 12-byte header the TAP is set up for")
+		case len(queues) < 2 || queues[rxQueue] == nil || queues[txQueue] == nil:
+			return nil, errors.New("the receive and transmit queues must both be enabled")
+		}
+		if err := tap.SetOffload(d.tap, offloads(features)); err != nil {
+			return nil, err
+		}
+		// Reset left a deadline in the past to stop the goroutines.
+		if err := d.tap.SetDeadline(time.Time{}); err != nil {
+			return nil, fmt.Errorf("clear TAP deadline: %w", err)
+		}
+		s := newSession(d.tap, features, queues[rxQueue], queues[txQueue], irq, stop)
+		spawn(s.receive)
+		spawn(s.transmit)
+		// Frames may have been queued before DRIVER_OK without a kick.
+		wake(s.txKick)
+		return s, nil
+	})
+	if err != nil {
 		return fmt.Errorf("virtio-net: activate: %w", err)
 	}
-	// Reset left a deadline in the past to stop the goroutines.
-	if err := d.tap.SetDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("virtio-net: activate: clear TAP deadline: %w", err)
-	}
-	d.s = newSession(d.tap, features, queues[rxQueue], queues[txQueue], irq)
 	return nil
 }
 
 // Notify implements virtio.Device: a kick of the receive queue means new
 // buffers, of the transmit queue new frames. It never blocks.
 func (d *Device) Notify(q int) {
-	d.mu.Lock()
-	s := d.s
-	d.mu.Unlock()
-	if s == nil {
+	s, ok := d.life.Active()
+	if !ok {
 		return
 	}
 	switch q {
@@ -201,18 +199,13 @@ func (d *Device) Notify(q int) {
 // Reset implements virtio.Device. It interrupts the TAP reads and writes
 // in progress and waits for both goroutines, so nothing touches guest
 // memory once it returns. A frame read but not yet delivered is dropped.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stop()
-}
+func (d *Device) Reset() { d.life.Reset(d.halt) }
 
-func (d *Device) stop() {
-	if d.s == nil {
-		return
-	}
-	d.s.stop()
-	d.s = nil
+// halt ends an activation once its goroutines are told to stop. The
+// deadline in the past wakes whichever is blocked on the TAP, and keeps any
+// later read or write from blocking until Activate clears it.
+func (d *Device) halt() {
+	_ = d.tap.SetDeadline(time.Now()) // New checked the file takes deadlines
 	// Whoever drives the device next may accept fewer offloads; frames
 	// queued meanwhile must not need them. Best effort: a TAP that went
 	// away has no frames to worry about.
@@ -223,25 +216,19 @@ func (d *Device) stop() {
 // Activate (a ring the driver broke, a TAP that went away), or nil. Only a
 // reset revives it.
 func (d *Device) Err() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.s == nil {
+	s, ok := d.life.Active()
+	if !ok {
 		return nil
 	}
-	return d.s.failure()
+	return s.failure()
 }
 
 // Close stops the device and closes the TAP file.
 func (d *Device) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
+	return d.life.Close(d.halt, func() error {
+		if err := d.tap.Close(); err != nil {
+			return fmt.Errorf("virtio-net: close TAP: %w", err)
+		}
 		return nil
-	}
-	d.closed = true
-	d.stop()
-	if err := d.tap.Close(); err != nil {
-		return fmt.Errorf("virtio-net: close TAP: %w", err)
-	}
-	return nil
+	})
 }

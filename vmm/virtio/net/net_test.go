@@ -594,7 +594,8 @@ func sessionGoroutines() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "created by github.com/joeyrt/joey/vmm/virtio/net.newSession") {
+		if strings.Contains(g, "github.com/joeyrt/joey/vmm/virtio/net.(*session).receive") ||
+			strings.Contains(g, "github.com/joeyrt/joey/vmm/virtio/net.(*session).transmit") {
 			n++
 		}
 	}
@@ -622,6 +623,11 @@ func TestResetStopsBothGoroutinesPromptlyAndActivateResumes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGuest(t, link{bufSize: 2048})
+			// Activate starts them; they show once they run.
+			deadline := time.Now().Add(timeout)
+			for sessionGoroutines() < 2 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
 			if n := sessionGoroutines(); n != 2 {
 				t.Fatalf("%d device goroutines while active, want 2", n)
 			}

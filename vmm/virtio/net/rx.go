@@ -12,7 +12,6 @@ import (
 // driver that supplies no buffers leaves frames queued in the TAP (up to
 // its txqueuelen, then the kernel drops) rather than lost here.
 func (s *session) receive() {
-	defer s.wg.Done()
 	buf := make([]byte, frameMax)
 	var used []virtio.Used
 	for {
@@ -60,7 +59,7 @@ func (s *session) deliver(frame []byte, used []virtio.Used) ([]virtio.Used, erro
 		}
 		if !ok {
 			select {
-			case <-s.done:
+			case <-s.stop:
 				return used, errStopped
 			case <-s.rxKick:
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/joeyrt/joey/vmm/virtio"
 )
@@ -21,8 +20,9 @@ type session struct {
 	// rxKick and txKick hold at most one pending wake-up each: kicks that
 	// arrive while a goroutine works are covered by that work.
 	rxKick, txKick chan struct{}
-	done           chan struct{}
-	wg             sync.WaitGroup
+	// stop is closed when the device resets (Device.halt then wakes a
+	// goroutine blocked on the TAP).
+	stop <-chan struct{}
 
 	// held are receive chains taken from the ring for frames but not
 	// used yet, in ring order (receive goroutine only).
@@ -32,8 +32,8 @@ type session struct {
 	err error
 }
 
-func newSession(tapFile *os.File, features uint64, rxq, txq *virtio.Queue, irq virtio.Interrupter) *session {
-	s := &session{
+func newSession(tapFile *os.File, features uint64, rxq, txq *virtio.Queue, irq virtio.Interrupter, stop <-chan struct{}) *session {
+	return &session{
 		tap:      tapFile,
 		features: features,
 		rxq:      rxq,
@@ -41,28 +41,13 @@ func newSession(tapFile *os.File, features uint64, rxq, txq *virtio.Queue, irq v
 		irq:      irq,
 		rxKick:   make(chan struct{}, 1),
 		txKick:   make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		stop:     stop,
 	}
-	s.wg.Add(2)
-	go s.receive()
-	go s.transmit()
-	// Frames may have been queued before DRIVER_OK without a kick.
-	wake(s.txKick)
-	return s
-}
-
-// stop ends both goroutines. The deadline in the past wakes whichever is
-// blocked on the TAP, and keeps any later read or write from blocking
-// until Activate clears it.
-func (s *session) stop() {
-	close(s.done)
-	_ = s.tap.SetDeadline(time.Now()) // New checked the file takes deadlines
-	s.wg.Wait()
 }
 
 func (s *session) stopping() bool {
 	select {
-	case <-s.done:
+	case <-s.stop:
 		return true
 	default:
 		return false

@@ -9,11 +9,10 @@ import (
 // transmit sends the frames of the transmit queue to the TAP, each chain
 // (header and frame) in one write, until the session stops.
 func (s *session) transmit() {
-	defer s.wg.Done()
 	buf := make([]byte, frameMax)
 	for {
 		select {
-		case <-s.done:
+		case <-s.stop:
 			return
 		case <-s.txKick:
 		}
