@@ -9,7 +9,6 @@
 package builtindev
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -21,7 +20,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -196,7 +194,7 @@ func inner(t *testing.T) {
 // emulation of nested SVM about one L2 boot in eight dies at a random
 // point before init (see test/nested/linuxboot): a boot that never reaches
 // the shell is retried, at most twice.
-func boot(t *testing.T, img, share, disk, nsA string) (*vm.VM, *shell, *testutil.SyncBuffer) {
+func boot(t *testing.T, img, share, disk, nsA string) (*vm.VM, *guestimage.Shell, *testutil.SyncBuffer) {
 	for attempt := 1; ; attempt++ {
 		// The TAP persists across boots with its address; each VM owns
 		// (and closes) a queue file of its own.
@@ -231,14 +229,15 @@ func boot(t *testing.T, img, share, disk, nsA string) (*vm.VM, *shell, *testutil
 		}
 		nested.CountL2Boot()
 		started := time.Now()
-		sh, err := newShell(v)
+		conn, err := v.Port("console.1")
 		if err != nil {
 			v.Close()
 			t.Fatal(err)
 		}
+		sh := guestimage.NewShell(conn, v.Done())
 		// A healthy boot reaches the shell in 8 to 15 s; one silent for a
 		// minute has hung.
-		out, rc, err := sh.run("echo shell-$((6*7))", 60*time.Second)
+		out, rc, err := sh.Run("echo shell-$((6*7))", 60*time.Second)
 		if err == nil && rc == 0 && strings.Contains(out, "shell-42") {
 			t.Logf("shell answered %v after the vCPUs started", time.Since(started).Round(time.Millisecond))
 			return v, sh, console
@@ -315,9 +314,9 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 
 // checkShare mounts the share in the guest, runs the probe there and then
 // checks on the host that what the guest did is in the directory.
-func checkShare(t *testing.T, sh *shell, share, bigSum string) {
+func checkShare(t *testing.T, sh *guestimage.Shell, share, bigSum string) {
 	mount := "mkdir -p /mnt/share && mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 " + shareTag + " /mnt/share"
-	if out, rc, err := sh.run(mount, time.Minute); err != nil || rc != 0 {
+	if out, rc, err := sh.Run(mount, time.Minute); err != nil || rc != 0 {
 		t.Fatalf("mount the share in the guest: rc %d, %v:\n%s", rc, err, out)
 	}
 	// The p9fs server locks with OFD locks on the host, so an OFD write
@@ -332,7 +331,7 @@ func checkShare(t *testing.T, sh *shell, share, bigSum string) {
 		t.Fatalf("lock %s on the host: %v", hostLockName, err)
 	}
 	start := time.Now()
-	out, rc, err := sh.run(fmt.Sprintf("%s=/mnt/share /mnt/share/%s -test.run '^TestGuestProbe$' -test.v -test.count=1", probeEnv, probeName), 5*time.Minute)
+	out, rc, err := sh.Run(fmt.Sprintf("%s=/mnt/share /mnt/share/%s -test.run '^TestGuestProbe$' -test.v -test.count=1", probeEnv, probeName), 5*time.Minute)
 	if err != nil || rc != 0 || !strings.Contains(out, "--- PASS: TestGuestProbe") {
 		t.Fatalf("the probe failed in the guest: rc %d, %v:\n%s", rc, err, out)
 	}
@@ -391,7 +390,7 @@ func probeLog(out string) string {
 	var keep []string
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, probePrefix) || strings.Contains(line, "_test.go:") {
-			keep = append(keep, strings.TrimSpace(stripPrompt(line)))
+			keep = append(keep, strings.TrimSpace(guestimage.StripPrompt(line)))
 		}
 	}
 	return strings.Join(keep, "; ")
@@ -416,19 +415,19 @@ func probeResults(out string) map[string]string {
 // reads it back after a remount with the caches dropped, so the bytes come
 // from the device. It returns the file's content, which the host then
 // finds in the image.
-func checkDisk(t *testing.T, sh *shell) string {
+func checkDisk(t *testing.T, sh *guestimage.Shell) string {
 	payload := fmt.Sprintf("joey-disk-payload-%016x", rand.Uint64())
-	out, rc, err := sh.run("cat /sys/block/vda/ro /sys/block/vda/size /sys/block/vda/serial", time.Minute)
+	out, rc, err := sh.Run("cat /sys/block/vda/ro /sys/block/vda/size /sys/block/vda/serial", time.Minute)
 	if err != nil || rc != 0 {
 		t.Fatalf("read /sys/block/vda in the guest: rc %d, %v:\n%s", rc, err, out)
 	}
-	if f := strings.Fields(stripPrompt(out)); len(f) < 3 || f[0] != "0" || f[1] != strconv.Itoa(diskSize/512) || f[2] != diskSerial {
+	if f := strings.Fields(guestimage.StripPrompt(out)); len(f) < 3 || f[0] != "0" || f[1] != strconv.Itoa(diskSize/512) || f[2] != diskSerial {
 		t.Fatalf("/sys/block/vda shows ro, size, serial %q, want 0 %d %s", f, diskSize/512, diskSerial)
 	}
 	script := "mke2fs -F /dev/vda && mkdir -p /mnt/disk && mount -t ext4 /dev/vda /mnt/disk && " +
 		"echo " + payload + " > /mnt/disk/hello.txt && umount /mnt/disk && echo 3 > /proc/sys/vm/drop_caches && " +
 		"mount -t ext4 /dev/vda /mnt/disk && echo READ-BACK $(cat /mnt/disk/hello.txt) && umount /mnt/disk"
-	out, rc, err = sh.run(script, 3*time.Minute)
+	out, rc, err = sh.Run(script, 3*time.Minute)
 	if err != nil || rc != 0 || !strings.Contains(out, "READ-BACK "+payload) {
 		t.Fatalf("format, mount, write and read back /dev/vda in the guest: rc %d, %v:\n%s", rc, err, out)
 	}
@@ -542,15 +541,15 @@ func handleIn(t *testing.T, path string) *netlink.Handle {
 
 // checkNetwork configures the guest's NIC and pings the veth peer in B,
 // which only A's forwarding between the TAP and the veth pair reaches.
-func checkNetwork(t *testing.T, sh *shell, nsB string) {
-	out, rc, err := sh.run("cat /sys/class/net/eth0/address", time.Minute)
+func checkNetwork(t *testing.T, sh *guestimage.Shell, nsB string) {
+	out, rc, err := sh.Run("cat /sys/class/net/eth0/address", time.Minute)
 	if err != nil || rc != 0 || !strings.Contains(out, guestMAC.String()) {
 		t.Fatalf("guest's eth0 does not have the MAC %s: rc %d, %v:\n%s", guestMAC, rc, err, out)
 	}
 	before := rxPackets(t, nsB)
 	script := fmt.Sprintf("ip addr add %s/24 dev eth0 && ip link set eth0 up && ip route add default via %s && ping -c 3 -W 5 %s",
 		guestIP, strings.Split(tapAddr, "/")[0], peerIP)
-	out, rc, err = sh.run(script, 2*time.Minute)
+	out, rc, err = sh.Run(script, 2*time.Minute)
 	if err != nil || rc != 0 || !strings.Contains(out, "3 packets received") {
 		t.Fatalf("guest cannot ping %s in namespace B: rc %d, %v:\n%s", peerIP, rc, err, out)
 	}
@@ -769,62 +768,6 @@ func probeFlock(t *testing.T, path string) string {
 		t.Fatalf("flock LOCK_UN: %v", err)
 	}
 	return "exclusive"
-}
-
-// shell drives the guest's debug shell on the console.1 port.
-type shell struct {
-	v    *vm.VM
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-func newShell(v *vm.VM) (*shell, error) {
-	conn, err := v.Port("console.1")
-	if err != nil {
-		return nil, err
-	}
-	return &shell{v: v, conn: conn, r: bufio.NewReader(conn)}, nil
-}
-
-var endRE = regexp.MustCompile(`JOEY-END-42 rc=(\d+)`)
-
-// run runs script in the guest's shell and returns its output and exit
-// status. It gives up after timeout, or at once if the VM ends.
-func (s *shell) run(script string, timeout time.Duration) (string, int, error) {
-	s.conn.SetDeadline(time.Now().Add(timeout))
-	// A VM that dies leaves the port open but silent: cut the wait short.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-s.v.Done():
-			s.conn.SetDeadline(time.Now())
-		case <-stop:
-		}
-	}()
-	// The marker is computed by the shell, so the script's own text can
-	// never match it.
-	if _, err := fmt.Fprintf(s.conn, "%s\necho JOEY-END-$((40+2)) rc=$?\n", script); err != nil {
-		return "", -1, fmt.Errorf("write to the guest shell: %w", err)
-	}
-	var out strings.Builder
-	for {
-		line, err := s.r.ReadString('\n')
-		out.WriteString(line)
-		if m := endRE.FindStringSubmatch(line); m != nil {
-			rc, _ := strconv.Atoi(m[1])
-			return out.String(), rc, nil
-		}
-		if err != nil {
-			return out.String(), -1, fmt.Errorf("guest shell gave no end marker: %w", err)
-		}
-	}
-}
-
-// stripPrompt drops the shell's prompts from its output.
-func stripPrompt(out string) string {
-	out = strings.ReplaceAll(out, "joey-debug# ", "")
-	return endRE.ReplaceAllString(out, "")
 }
 
 func tail(s string, n int) string {

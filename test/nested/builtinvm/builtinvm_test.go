@@ -7,9 +7,7 @@
 package builtinvm
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -121,8 +119,15 @@ func inner(t *testing.T) {
 	}
 	t.Logf("guest: %v", details)
 
-	out := shell(t, v, "cat /proc/interrupts; for f in /sys/bus/pci/devices/*/msi_irqs/*; do echo MODE $f $(cat $f); done; "+
-		"echo RNG=$(cat /sys/class/misc/hw_random/rng_current); echo NPROC=$(nproc)")
+	conn, err := v.Port("console.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := guestimage.NewShell(conn, v.Done()).Run("cat /proc/interrupts; for f in /sys/bus/pci/devices/*/msi_irqs/*; do echo MODE $f $(cat $f); done; "+
+		"echo RNG=$(cat /sys/class/misc/hw_random/rng_current); echo NPROC=$(nproc)", time.Minute)
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
 	devices := map[string]map[string]bool{}
 	for _, m := range msiLine.FindAllStringSubmatch(out, -1) {
 		if devices[m[1]] == nil {
@@ -178,30 +183,6 @@ func inner(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines before the VM, %d after it was closed:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
-}
-
-// shell runs script in the guest's debug shell and returns its output up
-// to an end marker.
-func shell(t *testing.T, v *vm.VM, script string) string {
-	t.Helper()
-	conn, err := v.Port("console.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetDeadline(time.Now().Add(time.Minute))
-	if _, err := fmt.Fprintf(conn, "%s; echo JOEY-END-$((40+2))\n", script); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	sc := bufio.NewScanner(conn)
-	for sc.Scan() {
-		out.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "JOEY-END-42") {
-			return out.String()
-		}
-	}
-	t.Fatalf("debug shell gave no end marker (%v):\n%s", sc.Err(), out.String())
-	return ""
 }
 
 func tail(s string, n int) string {
