@@ -28,6 +28,7 @@ import (
 	"github.com/joeyrt/joey/internal/testutil"
 	jruntime "github.com/joeyrt/joey/runtime"
 	_ "github.com/joeyrt/joey/runtime/virt"
+	"github.com/joeyrt/joey/test/containerdtest"
 	"github.com/joeyrt/joey/test/nested"
 )
 
@@ -50,11 +51,23 @@ func TestContainersRunEndToEndOnKVM(t *testing.T) {
 	if _, err := os.Stat(joeyBin); err != nil {
 		testutil.Unavailable(t, "bin/joey is missing: run `make build`")
 	}
+	shimBin := filepath.Join(filepath.Dir(joeyBin), "containerd-shim-joey-v2")
+	if _, err := os.Stat(shimBin); err != nil {
+		testutil.Unavailable(t, "bin/containerd-shim-joey-v2 is missing: run `make build`")
+	}
+	ctrdBin := os.Getenv(containerdtest.BinEnv)
+	if ctrdBin == "" {
+		testutil.Unavailable(t, containerdtest.BinEnv+" is not set: run scripts/containerd.sh DIR (make test does) and export "+containerdtest.BinEnv+"=DIR")
+	}
+	if !filepath.IsAbs(ctrdBin) {
+		ctrdBin = filepath.Join(filepath.Dir(self), "../../..", ctrdBin)
+	}
 	for _, hv := range hypervisors {
 		t.Run(hv.name, func(t *testing.T) {
 			nested.RunInner(t, "github.com/joeyrt/joey/test/nested/builtinrun",
 				"^TestContainersRunEndToEndOnKVM$/^"+hv.name+"$",
-				nested.Options{Env: []string{"JOEY_TEST_IMAGE=" + testutil.GuestImage(t), "JOEY_BIN=" + joeyBin}, Timeout: 300 * time.Second})
+				nested.Options{Env: []string{"JOEY_TEST_IMAGE=" + testutil.GuestImage(t), "JOEY_BIN=" + joeyBin,
+					containerdtest.BinEnv + "=" + ctrdBin}, Timeout: 360 * time.Second})
 		})
 	}
 }
@@ -91,6 +104,13 @@ func inner(t *testing.T) {
 			t.Run("exec and SIGKILL through the runtime", func(t *testing.T) {
 				execAndKill(t, cfgPath, hv.driver, rootfs)
 			})
+			// QEMU under containerd is the e2e package's (on TCG); the
+			// built-in VMM only runs on KVM, so its containerd test is here.
+			if hv.driver == "builtin" {
+				t.Run("ctr run through containerd", func(t *testing.T) {
+					ctrRun(t, dir, state)
+				})
+			}
 			assertNothingLeft(t, state, dir)
 		})
 	}
@@ -228,6 +248,104 @@ func execAndKill(t *testing.T, cfgPath, driver, rootfs string) {
 	}
 	if !strings.Contains(execOut.String(), "exec sees sleep 1000") {
 		t.Fatalf("exec output %q, want it to see the init's sleep", execOut.String())
+	}
+}
+
+// ctrRun runs containers with `ctr run --runtime io.containerd.joey.v2` on a
+// private containerd whose joey shim has runtime.hypervisor = "builtin":
+// the whole VMM inside the shim's process, as users run it.
+func ctrRun(t *testing.T, dir, state string) {
+	// Sockets and the snapshotter's overlays must be on L1's own tmpfs,
+	// not on the 9p shares TMPDIR points at.
+	t.Setenv("TMPDIR", dir)
+	cfgPath := filepath.Join(dir, "shim.toml")
+	toml := fmt.Sprintf("[runtime]\nstate_dir = %q\nhypervisor = \"builtin\"\n[image]\ndir = %q\n[agent]\ndial_timeout = \"60s\"\n",
+		state, os.Getenv("JOEY_TEST_IMAGE"))
+	if err := os.WriteFile(cfgPath, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := containerdtest.Start(t, containerdtest.Options{
+		ExtraPath: []string{filepath.Dir(os.Getenv("JOEY_BIN"))},
+		Env:       []string{"JOEY_CONFIG=" + cfgPath},
+		LogLevel:  "info",
+	})
+	ref := d.ImportBusybox(t)
+
+	// ctr's exit status is the container's.
+	var stdout, stderr string
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		nested.CountL2Boot()
+		cmd := d.CtrCommand(ctx, "run", "--rm", "--runtime", "io.containerd.joey.v2", ref, fmt.Sprintf("builtin-%d", attempt),
+			"sh", "-c", `echo in $(cat /proc/cpuinfo | grep -c ^processor) cpu; echo err >&2; exit 3`)
+		var o, e testutil.SyncBuffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		cancel()
+		stdout, stderr = o.String(), e.String()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 3 {
+			break
+		}
+		if attempt == 3 || !bootFailed(stderr) {
+			if attempt == 3 {
+				nested.ReportL2Death(stringer("three boots failed"))
+			}
+			t.Fatalf("ctr run: %v, want exit status 3; stdout %q, stderr %q", err, stdout, stderr)
+		}
+		t.Logf("attempt %d: the VM did not boot: %s", attempt, stderr)
+	}
+	// ctr logs its own warnings (L1 has cgroup v1) to the same stderr.
+	var containerErr []string
+	for _, l := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		if !strings.HasPrefix(l, "time=") {
+			containerErr = append(containerErr, l)
+		}
+	}
+	if stdout != "in 1 cpu\n" || strings.Join(containerErr, "\n") != "err" {
+		t.Fatalf("stdout %q, stderr %q; want the container's", stdout, stderr)
+	}
+
+	// A long-running task: exec into it, then SIGKILL → 137.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		nested.CountL2Boot()
+		_, errOut, err := d.Ctr(ctx, "run", "-d", "--runtime", "io.containerd.joey.v2", ref, "long", "sleep", "1000")
+		if err == nil {
+			break
+		}
+		d.Ctr(ctx, "container", "rm", "long")
+		if attempt == 3 || !bootFailed(errOut) {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: the VM did not boot: %s", attempt, errOut)
+	}
+	out, _, err := d.Ctr(ctx, "task", "exec", "--exec-id", "e1", "long", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+	if err != nil || out != "sleep 1000 " {
+		t.Fatalf("ctr task exec: %q, %v; want the init's command line", out, err)
+	}
+	if _, _, err := d.Ctr(ctx, "task", "exec", "--exec-id", "e2", "long", "sh", "-c", "exit 5"); err == nil || !strings.Contains(err.Error(), "exit status 5") {
+		t.Fatalf("ctr task exec of exit 5: %v", err)
+	}
+	if _, _, err := d.Ctr(ctx, "task", "kill", "-s", "SIGKILL", "long"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ls, _, err := d.Ctr(ctx, "task", "ls")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(ls, "STOPPED") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, errOut, err := d.Ctr(ctx, "task", "rm", "long"); err != nil || !strings.Contains(errOut, "exit code 137") {
+		t.Fatalf("ctr task rm after SIGKILL: %q, %v; want exit code 137", errOut, err)
+	}
+	if _, _, err := d.Ctr(ctx, "container", "rm", "long"); err != nil {
+		t.Fatal(err)
 	}
 }
 
