@@ -135,7 +135,7 @@ func (h *Handler) CreateSandbox(ctx context.Context, sc runtime.SandboxConfig) (
 		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
 	}
 	sb.vcpus, sb.netModel = size.VCPUs, cfg.Runtime.NetworkModel
-	ownNetNS := wantsOwnNetNS(cfg, sc.Spec)
+	ownNetNS := wantsOwnNetNS(sc.Spec)
 	vmcfg := vmConfig(cfg, sc.ID, size, dir, share)
 	vmcfg.Net = nics // Start owns their files from here on, whatever happens
 	vmcfg.HotplugSlots = hotplugSlots(cfg, ownNetNS)

@@ -2,6 +2,7 @@ package virt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/joeyrt/joey/config"
 	"github.com/joeyrt/joey/hypervisor"
 	"github.com/joeyrt/joey/persist/api"
 )
@@ -26,9 +26,10 @@ const ownNetNSFile = "netns"
 // task's pid containerd sees lives in the sandbox's namespace and not in
 // the host's: `ctr run --cni` configures CNI in /proc/PID/ns/net between
 // Create and Start, and must never do that to the host's namespace. An
-// in-process VMM has the shim's pid, which cannot move.
-func wantsOwnNetNS(cfg *config.Config, spec *specs.Spec) bool {
-	if cfg.Runtime.Hypervisor == config.HypervisorBuiltin || spec == nil || spec.Linux == nil {
+// in-process VMM has the shim's pid, which cannot move: a holder process
+// stands in for it there.
+func wantsOwnNetNS(spec *specs.Spec) bool {
+	if spec == nil || spec.Linux == nil {
 		return false
 	}
 	for _, ns := range spec.Linux.Namespaces {
@@ -87,7 +88,34 @@ func (s *sandbox) startVM(ctx context.Context, drv hypervisor.Driver, ownNetNS b
 	if !started {
 		vmcfg.CloseFiles()
 	}
-	return vm, err
+	if err != nil || vm.Pid() > 0 {
+		return vm, err
+	}
+	if err := s.startHolder(ctx, ns); err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+		defer cancel()
+		if serr := vm.Stop(sctx); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return nil, err
+	}
+	return vm, nil
+}
+
+// startHolder gives an in-process VMM's sandbox its task pid in netns
+// (see holder.go) and records it, so a cleanup after a crash finds it.
+func (s *sandbox) startHolder(ctx context.Context, netns string) error {
+	h, err := startHolder(netns)
+	if err != nil {
+		return err
+	}
+	if err := s.state.update(ctx, func(st *api.SandboxState) { st.VMM.Helpers = append(st.VMM.Helpers, h.rec) }); err != nil {
+		h.stop(ctx)
+		return err
+	}
+	s.holder = h
+	log.G(ctx).WithField("pid", h.Pid()).Debug("the in-process VMM's sandbox has a holder process in its network namespace")
+	return nil
 }
 
 // inNetNS runs fn on a thread inside the network namespace at path; what

@@ -11,36 +11,84 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/joeyrt/joey/config"
+	"github.com/joeyrt/joey/internal/netnsexec"
 	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/runtime"
 	"github.com/joeyrt/joey/test/cnitest"
 )
 
-func TestWantsOwnNetNSOnlyForANewNamespaceAndAChildVMM(t *testing.T) {
+func TestWantsOwnNetNSOnlyForANewNamespace(t *testing.T) {
 	withNS := func(ns ...specs.LinuxNamespace) *specs.Spec {
 		return &specs.Spec{Linux: &specs.Linux{Namespaces: ns}}
 	}
 	for _, tc := range []struct {
-		name       string
-		hypervisor string
-		spec       *specs.Spec
-		want       bool
+		name string
+		spec *specs.Spec
+		want bool
 	}{
-		{"new network namespace", config.HypervisorQEMU, withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace}), true},
-		{"CNI's namespace by path", config.HypervisorQEMU, withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"}), false},
-		{"host network", config.HypervisorQEMU, withNS(specs.LinuxNamespace{Type: specs.PIDNamespace}), false},
-		{"no linux section", config.HypervisorQEMU, &specs.Spec{}, false},
-		{"in-process VMM has the shim's pid", config.HypervisorBuiltin, withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace}), false},
+		{"new network namespace", withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace}), true},
+		{"CNI's namespace by path", withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"}), false},
+		{"host network", withNS(specs.LinuxNamespace{Type: specs.PIDNamespace}), false},
+		{"no linux section", &specs.Spec{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := config.Default()
-			cfg.Runtime.Hypervisor = tc.hypervisor
-			if got := wantsOwnNetNS(cfg, tc.spec); got != tc.want {
+			if got := wantsOwnNetNS(tc.spec); got != tc.want {
 				t.Errorf("wantsOwnNetNS = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestHolderLivesInTheNamespaceUntilItsStdinCloses: the holder, which an
+// in-process VMM's sandbox reports as its task pid, is born in the
+// sandbox's namespace, apart from the runtime's process group, and ends
+// by itself once its stdin closes (as when the shim dies).
+func TestHolderLivesInTheNamespaceUntilItsStdinCloses(t *testing.T) {
+	testutil.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "ns")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := netnsexec.Create(path); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(path, unix.MNT_DETACH)
+	h, err := startHolder(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got unix.Stat_t
+	if err := unix.Stat(path, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(filepath.Join("/proc", strconv.Itoa(h.Pid()), "ns/net"), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Ino != want.Ino || got.Dev != want.Dev {
+		t.Errorf("holder's netns is %d:%d, want the sandbox's %d:%d", got.Dev, got.Ino, want.Dev, want.Ino)
+	}
+	if pgid, _ := unix.Getpgid(h.Pid()); pgid != h.Pid() {
+		t.Errorf("holder's process group is %d, want its own", pgid)
+	}
+	select {
+	case <-h.exited:
+		t.Fatal("the holder exited on its own")
+	case <-time.After(100 * time.Millisecond):
+	}
+	h.stdin.Close()
+	select {
+	case <-h.exited:
+	case <-time.After(holderWait):
+		t.Fatal("the holder still runs after its stdin closed")
+	}
+	if !h.cmd.ProcessState.Success() {
+		t.Errorf("holder ended with %v, want a clean exit", h.cmd.ProcessState)
+	}
+	if err := h.stop(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -46,6 +46,7 @@ type sandbox struct {
 	// vm, agent and network are set during creation, before the sandbox
 	// is shared; network is nil when the spec names no network namespace.
 	vm      hypervisor.VM
+	holder  *holder // the task's pid for an in-process VMM in its own netns
 	agent   *agent.Client
 	network *network.Network // guarded by lifecycleMu once shared
 	// vcpus and netModel size and shape a network attached after boot.
@@ -91,9 +92,13 @@ func newSandbox(sc runtime.SandboxConfig, dir string, share *sharefs.Share, stat
 // ID implements runtime.Sandbox.
 func (s *sandbox) ID() string { return s.id }
 
-// Pid implements runtime.Sandbox: the VMM's pid, or ours when the VMM runs
-// in this process.
+// Pid implements runtime.Sandbox: the VMM's pid; when the VMM runs in
+// this process, the holder's in the sandbox's own network namespace, or
+// ours.
 func (s *sandbox) Pid() int {
+	if s.holder != nil {
+		return s.holder.Pid()
+	}
 	if s.vm != nil {
 		if pid := s.vm.Pid(); pid > 0 {
 			return pid
@@ -273,6 +278,11 @@ func (s *sandbox) teardown(ctx context.Context) error {
 	}
 	if s.agent != nil {
 		s.agent.Close()
+	}
+	if s.holder != nil {
+		if err := s.holder.stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	s.markAllExited(ctx)
 	// The VMM is gone (or Stop failed, and then the TAPs' removal cuts it

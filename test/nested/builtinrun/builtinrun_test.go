@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -207,6 +208,13 @@ func execAndKill(t *testing.T, cfgPath, driver, rootfs string) {
 			t.Errorf("shutdown: %v", err)
 		}
 	}()
+	// The spec asks for a network namespace of its own: the task's pid
+	// (where `ctr run --cni` would configure CNI) must live there, not in
+	// L1's — for the built-in VMM that is not this process.
+	if driver == "builtin" && sb.Pid() == os.Getpid() {
+		t.Errorf("the sandbox's pid is this process's, %d", sb.Pid())
+	}
+	assertOwnNetNS(t, sb.Pid())
 	var initOut, execOut bytes.Buffer
 	c, err := sb.CreateContainer(ctx, jruntime.ContainerConfig{ID: "kvm-exec", Spec: spec, IO: jruntime.IO{Stdout: &syncWriter{b: &initOut}}})
 	if err != nil {
@@ -321,6 +329,19 @@ func ctrRun(t *testing.T, dir, state string) {
 		}
 		t.Logf("attempt %d: the VM did not boot: %s", attempt, errOut)
 	}
+	ls, _, err := d.Ctr(ctx, "task", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(ls, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "long" {
+			pid, _ := strconv.Atoi(f[1])
+			if shim, err := d.ShimPid("long"); err != nil || shim == pid {
+				t.Errorf("task pid %s is the shim's (%d, %v)", f[1], shim, err)
+			}
+			assertOwnNetNS(t, pid)
+		}
+	}
 	out, _, err := d.Ctr(ctx, "task", "exec", "--exec-id", "e1", "long", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
 	if err != nil || out != "sleep 1000 " {
 		t.Fatalf("ctr task exec: %q, %v; want the init's command line", out, err)
@@ -346,6 +367,23 @@ func ctrRun(t *testing.T, dir, state string) {
 	}
 	if _, _, err := d.Ctr(ctx, "container", "rm", "long"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// assertOwnNetNS fails t unless process pid is in a network namespace
+// other than L1's own.
+func assertOwnNetNS(t *testing.T, pid int) {
+	t.Helper()
+	host, err := os.Readlink("/proc/1/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		t.Fatalf("task pid %d: %v", pid, err)
+	}
+	if ns == host {
+		t.Errorf("task pid %d is in L1's network namespace %s", pid, ns)
 	}
 }
 
@@ -376,7 +414,7 @@ func assertNothingLeft(t *testing.T, state, dir string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, _ := os.ReadFile(p)
-		if bytes.Contains(b, []byte("qemu-system")) || bytes.Contains(b, []byte(dir)) {
+		if bytes.Contains(b, []byte("qemu-system")) || bytes.Contains(b, []byte(dir)) || bytes.Contains(b, []byte("joey-netns-holder")) {
 			t.Errorf("process left behind: %s: %q", p, b)
 		}
 	}
@@ -402,7 +440,7 @@ func containerSpec(rootfs string, args ...string) *specs.Spec {
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		},
 		Linux: &specs.Linux{
-			Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}},
+			Namespaces: []specs.LinuxNamespace{{Type: "pid"}, {Type: "ipc"}, {Type: "uts"}, {Type: "mount"}, {Type: "network"}},
 		},
 	}
 }
