@@ -76,10 +76,15 @@ func run(channelFlag string) error {
 	if err != nil {
 		return err
 	}
+	network := netconf.New(nil)
 	if pid1 {
-		if err := netconf.New(nil).SetupLoopback(ctx); err != nil {
+		if err := network.SetupLoopback(ctx); err != nil {
 			return err
 		}
+		// The built-in VMM hot-adds NICs on a PCI bus without a hotplug
+		// controller: the guest sees one only after a rescan. Outside a VM
+		// the agent must not rescan the host's buses.
+		network.SetRescan(func() error { return netconf.RescanPCI(netconf.PCIRescan) })
 	}
 	mgr, err := container.NewManager("/run/joey/containers", r, container.Options{NoPivotRoot: container.RootIsRamfs()})
 	if err != nil {
@@ -96,7 +101,7 @@ func run(channelFlag string) error {
 	}
 	srv := server.New(server.Config{
 		Containers:    mgr,
-		Network:       netconf.New(nil),
+		Network:       network,
 		OOM:           mgr.OOMEvents(),
 		LoadedModules: loaded,
 		PowerOff:      powerOff,

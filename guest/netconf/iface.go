@@ -3,9 +3,11 @@ package netconf
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/joeyrt/joey/internal/nldump"
 
@@ -24,6 +26,11 @@ import (
 // down. Link-local addresses stay: the kernel owns them and IPv6 neighbour
 // discovery needs them. It returns the interface as read back.
 //
+// When no link has the MAC and a rescan hook is set (SetRescan), the NIC may
+// have been hot-added since boot: UpdateInterface runs the hook once and waits
+// a few seconds for the link to appear. A link that does not appear, or a
+// failed hook, leaves the not-found error, with the hook's error in its text.
+//
 // Renaming and going down drop the link's routes; call UpdateRoutes after.
 func (c *Config) UpdateInterface(ctx context.Context, in *protocol.Interface) (*protocol.Interface, error) {
 	if in == nil {
@@ -40,6 +47,21 @@ func (c *Config) UpdateInterface(ctx context.Context, in *protocol.Interface) (*
 	defer c.mu.Unlock()
 
 	link, err := c.linkByMAC(mac)
+	if errors.Is(err, errdefs.ErrNotFound) && c.rescan != nil {
+		// Rescanning and waiting only read the guest's links, so they run
+		// without c.mu: other calls need not wait seconds for a NIC that may
+		// never come. The link is looked up again under c.mu before anything
+		// changes.
+		rescan, wait := c.rescan, c.rescanWait
+		func() {
+			c.mu.Unlock()
+			defer c.mu.Lock() // even if the hook panics, for the deferred Unlock
+			err = c.rescanForLink(ctx, mac, err, rescan, wait)
+		}()
+		if err == nil {
+			link, err = c.linkByMAC(mac)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("update interface: %w", err)
 	}
@@ -51,6 +73,39 @@ func (c *Config) UpdateInterface(ctx context.Context, in *protocol.Interface) (*
 		return nil, fmt.Errorf("update interface %s: read back: %w", mac, err)
 	}
 	return out, nil
+}
+
+// rescanForLink runs rescan once and polls until a link has mac, returning nil
+// then. notFound is linkByMAC's error from before the rescan; it is returned,
+// with the hook's error in its text, when rescan fails, and the latest
+// lookup's error (listing the guest's links as they are now) when the wait
+// ends without the link. The caller must not hold c.mu.
+func (c *Config) rescanForLink(ctx context.Context, mac net.HardwareAddr, notFound error, rescan func() error, wait time.Duration) error {
+	logger := log.G(ctx).WithField("hw_addr", mac.String())
+	logger.Debug("no guest link has this MAC; rescanning for a hot-added NIC")
+	if err := rescan(); err != nil {
+		// Waiting would find nothing: the rescan that would add the link
+		// failed. The runtime retries, and its next call rescans again.
+		logger.WithError(err).Warn("rescan for a hot-added NIC failed")
+		return fmt.Errorf("rescanning for hot-added NICs failed (%v): %w", err, notFound)
+	}
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(rescanPoll)
+	defer tick.Stop()
+	for {
+		_, err := c.linkByMAC(mac)
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("waited %s after a rescan for hot-added NICs: %w", wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hw_addr %s: waiting for the link after a rescan: %w", mac, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // configureLink applies in to link in the order the kernel needs: a link must

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +288,195 @@ func TestCanceledContextChangesNothing(t *testing.T) {
 	}
 	if err := c.AddNeighbors(ctx, []*protocol.Neighbor{{Ip: "10.4.0.1", HwAddr: peerMAC, Device: "veth0"}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("AddNeighbors with a canceled context: %v, want context.Canceled", err)
+	}
+}
+
+// hotMAC is the MAC of a NIC hot-added after boot: at first no link has it.
+const hotMAC = "02:00:00:4a:0e:03"
+
+// addHotNIC adds a link carrying mac, as the kernel does when a rescan probes
+// a hot-added NIC. It is a veth (with peer hotpeer0) because the dummy driver
+// may be missing. It reports errors rather than failing the test, so it can
+// run off the test's goroutine.
+func addHotNIC(n *testNS, mac net.HardwareAddr) error {
+	return n.h.LinkAdd(&netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: "eth9", HardwareAddr: mac},
+		PeerName:  "hotpeer0",
+	})
+}
+
+func TestUpdateInterfaceRescansForAHotAddedNIC(t *testing.T) {
+	mac := mustMAC(t, hotMAC)
+	in := &protocol.Interface{
+		Name:      "eth1",
+		HwAddr:    hotMAC,
+		Up:        true,
+		Addresses: []*protocol.IPAddress{{Address: "10.4.1.7", PrefixLen: 24}},
+	}
+	tests := []struct {
+		name string
+		// present adds the NIC before UpdateInterface is called.
+		present bool
+		// hook is what the rescan hook does, called through a counter; nil
+		// sets no hook.
+		hook       func(t *testing.T, n *testNS) error
+		wait       time.Duration // for SetRescanWait; 0 keeps the default
+		ctxTimeout time.Duration // 0: no deadline
+		wantCalls  int32
+		wantErr    error // nil: the NIC ends up configured
+		wantParts  []string
+		minTime    time.Duration
+		maxTime    time.Duration
+	}{
+		{
+			name:      "NIC added by the hook is configured",
+			hook:      func(t *testing.T, n *testNS) error { return addHotNIC(n, mac) },
+			wantCalls: 1,
+			maxTime:   2 * time.Second,
+		},
+		{
+			name: "NIC that appears a while after the hook returned is waited for and configured",
+			hook: func(t *testing.T, n *testNS) error {
+				done := make(chan struct{})
+				t.Cleanup(func() { <-done }) // before the namespace goes
+				go func() {
+					defer close(done)
+					time.Sleep(300 * time.Millisecond)
+					if err := addHotNIC(n, mac); err != nil {
+						t.Errorf("add hot NIC: %v", err)
+					}
+				}()
+				return nil
+			},
+			wantCalls: 1,
+			minTime:   300 * time.Millisecond,
+			maxTime:   2500 * time.Millisecond,
+		},
+		{
+			name:      "NIC already present is configured without calling the hook",
+			present:   true,
+			hook:      func(t *testing.T, n *testNS) error { return errors.New("hook called") },
+			wantCalls: 0,
+			maxTime:   2 * time.Second,
+		},
+		{
+			name:      "without a hook a missing NIC is not found at once",
+			wantErr:   errdefs.ErrNotFound,
+			wantParts: []string{"update interface: hw_addr " + hotMAC + ": no guest link has this MAC", "veth0=" + guestMAC},
+			maxTime:   time.Second,
+		},
+		{
+			name:      "hook that adds nothing gives not found after the wait",
+			hook:      func(t *testing.T, n *testNS) error { return nil },
+			wait:      300 * time.Millisecond,
+			wantCalls: 1,
+			wantErr:   errdefs.ErrNotFound,
+			wantParts: []string{"waited 300ms after a rescan for hot-added NICs: hw_addr " + hotMAC + ": no guest link has this MAC", "veth0=" + guestMAC},
+			minTime:   300 * time.Millisecond,
+			maxTime:   2 * time.Second,
+		},
+		{
+			name:      "failing hook gives not found with the hook's error, without waiting",
+			hook:      func(t *testing.T, n *testNS) error { return errors.New("rescan PCI: write: no such device") },
+			wait:      10 * time.Second,
+			wantCalls: 1,
+			wantErr:   errdefs.ErrNotFound,
+			wantParts: []string{"rescanning for hot-added NICs failed (rescan PCI: write: no such device): hw_addr " + hotMAC + ": no guest link has this MAC"},
+			maxTime:   2 * time.Second,
+		},
+		{
+			name:       "context ending during the wait stops it with the context's error",
+			hook:       func(t *testing.T, n *testNS) error { return nil },
+			wait:       10 * time.Second,
+			ctxTimeout: 200 * time.Millisecond,
+			wantCalls:  1,
+			wantErr:    context.DeadlineExceeded,
+			wantParts:  []string{"hw_addr " + hotMAC + ": waiting for the link after a rescan"},
+			minTime:    200 * time.Millisecond,
+			maxTime:    2 * time.Second,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newGuest(t)
+			if tt.present {
+				if err := addHotNIC(n, mac); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := netconf.New(n.h)
+			var calls atomic.Int32
+			if tt.hook != nil {
+				c.SetRescan(func() error {
+					calls.Add(1)
+					return tt.hook(t, n)
+				})
+			}
+			if tt.wait != 0 {
+				c.SetRescanWait(tt.wait)
+			}
+			ctx := context.Background()
+			if tt.ctxTimeout != 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.ctxTimeout)
+				defer cancel()
+			}
+
+			start := time.Now()
+			got, err := c.UpdateInterface(ctx, in)
+			took := time.Since(start)
+
+			if n := calls.Load(); n != tt.wantCalls {
+				t.Errorf("hook called %d times, want %d", n, tt.wantCalls)
+			}
+			if took < tt.minTime || took > tt.maxTime {
+				t.Errorf("UpdateInterface took %s, want %s to %s", took, tt.minTime, tt.maxTime)
+			}
+			if tt.wantErr != nil {
+				wantErr(t, err, tt.wantParts...)
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("error %v is not %v", err, tt.wantErr)
+				}
+				if _, err := n.h.LinkByName("eth1"); err == nil {
+					t.Error("eth1 exists after a failed update")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("UpdateInterface: %v", err)
+			}
+			const want = "name=eth1 mac=02:00:00:4a:0e:03 mtu=1500 up=true addrs=[10.4.1.7/24]"
+			if s := ifaceString(got); s != want {
+				t.Errorf("returned %s\nwant     %s", s, want)
+			}
+			if got := n.addrs(t, "eth1", false); !slices.Equal(got, []string{"10.4.1.7/24"}) {
+				t.Errorf("addresses on eth1 = %v, want [10.4.1.7/24]", got)
+			}
+		})
+	}
+}
+
+func TestOtherCallsDoNotWaitForAHotAddedNIC(t *testing.T) {
+	n := newGuest(t)
+	c := netconf.New(n.h)
+	c.SetRescanWait(2 * time.Second)
+	rescanned := make(chan struct{})
+	c.SetRescan(func() error { close(rescanned); return nil })
+
+	updated := make(chan error, 1)
+	go func() {
+		_, err := c.UpdateInterface(context.Background(), &protocol.Interface{HwAddr: hotMAC})
+		updated <- err
+	}()
+	<-rescanned
+	start := time.Now()
+	if _, err := c.ListInterfaces(context.Background()); err != nil {
+		t.Errorf("ListInterfaces: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("ListInterfaces took %s during the wait for a NIC; it waited for the lock", took)
+	}
+	if err := <-updated; !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("UpdateInterface of a NIC that never came: %v, want not found", err)
 	}
 }

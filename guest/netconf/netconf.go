@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/joeyrt/joey/internal/nldump"
 
@@ -29,9 +30,22 @@ type Config struct {
 
 	// mu serialises the read-modify-write sequences of the exported methods:
 	// two concurrent updates of one link would otherwise each remove what the
-	// other just added.
+	// other just added. It also guards rescan and rescanWait.
 	mu sync.Mutex
+
+	// rescan makes the kernel look for hot-added NICs; nil means none is
+	// looked for. See SetRescan.
+	rescan func() error
+	// rescanWait is how long UpdateInterface waits for a link after rescan.
+	rescanWait time.Duration
 }
+
+// Defaults of the wait for a hot-added NIC after a rescan: the kernel probes
+// the device during the rescan, but the driver may register its link later.
+const (
+	defaultRescanWait = 3 * time.Second
+	rescanPoll        = 50 * time.Millisecond
+)
 
 // New returns a Config working through h. A nil h means the namespace of the
 // calling thread at the time of each call (a fresh netlink socket per request),
@@ -40,7 +54,18 @@ func New(h *netlink.Handle) *Config {
 	if h == nil {
 		h = &netlink.Handle{}
 	}
-	return &Config{h: h}
+	return &Config{h: h, rescanWait: defaultRescanWait}
+}
+
+// SetRescan sets the hook UpdateInterface calls when no guest link has the
+// requested MAC: it should make the kernel find NICs added since boot (the
+// agent's does a PCI rescan, see RescanPCI), after which UpdateInterface
+// waits briefly for the link to appear. A nil hook (the default) means a
+// missing link is reported at once.
+func (c *Config) SetRescan(rescan func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rescan = rescan
 }
 
 // SetupLoopback brings lo up. A VM boots with lo down, and containers expect
