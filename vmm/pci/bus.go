@@ -88,7 +88,7 @@ func NewBus(base, size uint64) (*Bus, error) {
 		return nil, fmt.Errorf("new PCI bus: bad MMIO window [%#x, +%#x)", base, size)
 	}
 	b := &Bus{base: base, size: size, free: base}
-	b.window.b = b
+	b.window = Window{b: b, base: base, size: size}
 	b.slots[0] = &hostBridge{cfg: NewConfigSpace(Header{
 		VendorID: hostBridgeVendor,
 		DeviceID: hostBridgeDevice,
@@ -153,6 +153,20 @@ func (b *Bus) Add(d Device) (slot int, err error) {
 // MMIO is the bus's MMIO window, for the machine to map at the window
 // base.
 func (b *Bus) MMIO() *Window { return &b.window }
+
+// Decode is a window on [base, base+size) outside the assignment window,
+// for the machine to map there: the guest may move BARs anywhere, and
+// Linux does move those of a device it finds by a rescan (it claims only
+// the BARs it found at boot), putting 64-bit ones above 4 GiB.
+func (b *Bus) Decode(base, size uint64) (*Window, error) {
+	if size == 0 || base+size < base {
+		return nil, fmt.Errorf("PCI decode window: bad range [%#x, +%#x)", base, size)
+	}
+	if base < b.base+b.size && b.base < base+size {
+		return nil, fmt.Errorf("PCI decode window [%#x, +%#x) overlaps the assignment window [%#x, +%#x)", base, size, b.base, b.size)
+	}
+	return &Window{b: b, base: base, size: size}, nil
+}
 
 // ReadPort serves a read of the CONFIG_ADDRESS/CONFIG_DATA ports. Only a
 // dword access at 0xCF8 reaches CONFIG_ADDRESS, as on real chipsets;
@@ -258,15 +272,18 @@ func (b *Bus) find(addr, n uint64) (Device, int, uint64, bool) {
 	return nil, 0, 0, false
 }
 
-// Window is the MMIO window of a bus: it routes each access to the device
-// BAR that currently decodes it.
-type Window struct{ b *Bus }
+// Window is a range of guest-physical addresses where a bus decodes its
+// devices' BARs: it routes each access to the BAR that decodes it now.
+type Window struct {
+	b          *Bus
+	base, size uint64
+}
 
 // Base is the window's first guest-physical address.
-func (w *Window) Base() uint64 { return w.b.base }
+func (w *Window) Base() uint64 { return w.base }
 
 // Size is the window's size in bytes.
-func (w *Window) Size() uint64 { return w.b.size }
+func (w *Window) Size() uint64 { return w.size }
 
 // ReadMMIO reads at offset from the window base; nothing there reads all
 // ones.
@@ -290,10 +307,10 @@ func (w *Window) WriteMMIO(offset uint64, data []byte) error {
 }
 
 func (w *Window) lookup(offset uint64, n int) (Device, int, uint64, bool) {
-	if n == 0 || offset >= w.b.size || uint64(n) > w.b.size-offset {
+	if n == 0 || offset >= w.size || uint64(n) > w.size-offset {
 		return nil, 0, 0, false
 	}
-	return w.b.find(w.b.base+offset, uint64(n))
+	return w.b.find(w.base+offset, uint64(n))
 }
 
 // hostBridge is 00:00.0. Linux's pci_sanity_check looks for a host bridge

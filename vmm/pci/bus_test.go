@@ -509,3 +509,40 @@ func TestHostilePortAccessesAreHarmless(t *testing.T) {
 		t.Fatalf("vendor/device changed to %#x", got)
 	}
 }
+
+// TestADecodeWindowReachesABARTheGuestMovedThere: Linux moves a rescanned
+// device's 64-bit BAR above 4 GiB; a decode window there reaches it, and
+// the assignment window no longer does.
+func TestADecodeWindowReachesABARTheGuestMovedThere(t *testing.T) {
+	g := newGuest(t)
+	d := newMemDevice(t, 1, map[int]uint64{0: 0x1000}, map[int]bool{0: true})
+	slot := g.add(d)
+	const high = 1 << 32
+	w, err := g.b.Decode(high, 1<<36)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := g.barAddr(slot, 0)
+	moved := uint64(high + 0x2000)
+	g.cfgWrite(slot, RegBAR0, 4, uint32(moved)|barMem64)
+	g.cfgWrite(slot, RegBAR0+4, 4, uint32(moved>>32))
+	g.cfgWrite(slot, RegCommand, 2, CommandMemory)
+	data := make([]byte, 4)
+	if err := w.ReadMMIO(0x2000+8, data); err != nil {
+		t.Fatal(err)
+	}
+	if d.hits[0] != 1 {
+		t.Fatalf("the device saw %d reads through the decode window, want 1", d.hits[0])
+	}
+	if err := g.b.MMIO().ReadMMIO(old-testBase, data); err != nil {
+		t.Fatal(err)
+	}
+	if d.hits[0] != 1 {
+		t.Fatal("the BAR still answers at its old address in the assignment window")
+	}
+	for _, bad := range [][2]uint64{{testBase, 0x1000}, {testBase - 0x1000, 0x2000}, {high, 0}, {1<<64 - 0x1000, 0x2000}} {
+		if _, err := g.b.Decode(bad[0], bad[1]); err == nil {
+			t.Errorf("Decode(%#x, %#x) succeeded", bad[0], bad[1])
+		}
+	}
+}

@@ -33,9 +33,16 @@ import (
 
 // The PCI window: BARs live from 3 GiB (where guest RAM must end, see
 // memory.Limit) for 256 MiB, far below the IOAPIC at 0xFEC00000.
+//
+// Above 4 GiB, up to the 40 address bits Linux takes as the root bus's
+// reach when no firmware describes it, the bus decodes the BARs the guest
+// moves there: Linux reassigns the 64-bit BARs of a device found by a
+// rescan (a hot-added NIC) from 4 GiB up.
 const (
 	pciWindowBase = 0xC000_0000
 	pciWindowSize = 0x1000_0000
+	pciHighBase   = 1 << 32
+	pciHighSize   = 1<<40 - pciHighBase
 	// com1IRQ is the ISA interrupt of the first serial port.
 	com1IRQ = 4
 )
@@ -90,9 +97,13 @@ type NIC struct {
 
 // VM is an assembled machine. New builds it, Start runs it.
 type VM struct {
-	m       *machine.Machine
-	cons    *console.Device
+	m    *machine.Machine
+	cons *console.Device
+	bus  *pci.Bus
+	// devMu guards closers and closed: AddNIC may race Close.
+	devMu   sync.Mutex
 	closers []io.Closer
+	closed  bool
 	// started is set by Start (one goroutine owns the VM's lifecycle).
 	started bool
 	// unhandled counts accesses no device claimed, for Unhandled.
@@ -192,6 +203,14 @@ func (v *VM) addPCI(cfg Config) error {
 	if err := v.m.AddMMIO(pciWindowBase, pciWindowSize, bus.MMIO()); err != nil {
 		return err
 	}
+	high, err := bus.Decode(pciHighBase, pciHighSize)
+	if err != nil {
+		return err
+	}
+	if err := v.m.AddMMIO(pciHighBase, pciHighSize, high); err != nil {
+		return err
+	}
+	v.bus = bus
 	var devs []virtio.Device
 	if len(cfg.Ports) > 0 {
 		ports := make([]console.Port, len(cfg.Ports))
@@ -240,15 +259,49 @@ func (v *VM) addPCI(cfg Config) error {
 		devs = append(devs, d)
 	}
 	for _, d := range devs {
-		t, err := virtiopci.New(d, v.m.Memory(), v.m)
-		if err != nil {
-			return fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
-		}
-		if _, err := bus.Add(t); err != nil {
-			return fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
+		if _, err := v.plug(d); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// plug puts d on the PCI bus behind a virtio-pci transport.
+func (v *VM) plug(d virtio.Device) (slot int, err error) {
+	t, err := virtiopci.New(d, v.m.Memory(), v.m)
+	if err != nil {
+		return 0, fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
+	}
+	if slot, err = v.bus.Add(t); err != nil {
+		return 0, fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
+	}
+	return slot, nil
+}
+
+// AddNIC adds a virtio-net device to the VM, running or not, in the next
+// free PCI slot and returns the slot. There is no hotplug controller (no
+// ACPI, no PCIe port): the guest finds a device added after its boot when
+// it rescans the bus (/sys/bus/pci/rescan; joey's agent does so when asked
+// to configure a MAC it does not see). The VM owns n.TAP from the call on,
+// whether AddNIC succeeds or not.
+func (v *VM) AddNIC(n NIC) (slot int, err error) {
+	v.devMu.Lock()
+	defer v.devMu.Unlock()
+	if v.closed {
+		n.TAP.Close()
+		return 0, fmt.Errorf("add nic %s: the VM is closed", n.MAC)
+	}
+	d, err := virtionet.New(n.TAP, virtionet.Options{MAC: n.MAC, MTU: n.MTU})
+	if err != nil {
+		n.TAP.Close()
+		return 0, fmt.Errorf("add nic %s: %w", n.MAC, err)
+	}
+	if slot, err = v.plug(d); err != nil {
+		d.Close()
+		return 0, fmt.Errorf("add nic %s: %w", n.MAC, err)
+	}
+	v.closers = append(v.closers, d)
+	return slot, nil
 }
 
 // cf8Ports shares ports 0xCF8–0xCFF between PCI configuration mechanism 1
@@ -373,10 +426,13 @@ func (v *VM) Close() error {
 	if v.m != nil && v.started {
 		v.m.Stop()
 	}
+	v.devMu.Lock()
+	v.closed = true
 	for i := len(v.closers) - 1; i >= 0; i-- {
 		errs = append(errs, v.closers[i].Close())
 	}
 	v.closers = nil
+	v.devMu.Unlock()
 	if v.m != nil {
 		errs = append(errs, v.m.Close())
 	}

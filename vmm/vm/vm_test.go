@@ -1,15 +1,21 @@
 package vm
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/joeyrt/joey/internal/tap"
 	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/vmm/kvm"
 	"github.com/joeyrt/joey/vmm/legacy"
 	"github.com/joeyrt/joey/vmm/pci"
+	"github.com/joeyrt/joey/vmm/virtio/virtiotest"
 )
 
 // requireKVM skips (or fails) unless /dev/kvm opens. Building a VM needs
@@ -123,5 +129,54 @@ func TestOnlyAByteAtCF9IsTheResetRegister(t *testing.T) {
 	}
 	if resets != 1 {
 		t.Fatalf("%d resets after writing 0x06 to 0xCF9, want 1", resets)
+	}
+}
+
+// TestAddNICPlugsVirtioNetIntoTheNextFreeSlot: a NIC added after New (as
+// at hotplug) is a modern virtio-net function in a slot of its own, found
+// by a driver enumerating the bus and carrying the MAC; once the VM is
+// closed AddNIC refuses and still takes the TAP.
+func TestAddNICPlugsVirtioNetIntoTheNextFreeSlot(t *testing.T) {
+	requireKVM(t)
+	img := testutil.GuestImage(t)
+	ns := testutil.NewNetNS(t)
+	newTAP := func(name string) *os.File {
+		tp, err := tap.Create(context.Background(), tap.Options{Name: name, Queues: 1, VnetHdr: true, NetNS: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tp.Close() })
+		return tp.TakeFiles()[0]
+	}
+	v, err := New(Config{VCPUs: 1, MemoryMiB: 128, Kernel: filepath.Join(img, "vmlinux"), RNG: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := net.HardwareAddr{0x02, 0x4a, 0, 0, 0, 7}
+	slot, err := v.AddNIC(NIC{TAP: newTAP("jv-hot0"), MAC: mac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slot != 2 {
+		t.Errorf("NIC in slot %d, want 2 (after the host bridge and the rng)", slot)
+	}
+	d := virtiotest.Attach(t, v.bus, pciWindowBase, slot, v.Memory(), virtiotest.NewAlloc(0x10000, 128<<20))
+	if id := d.ConfigRead(pci.RegVendorID, 4) >> 16; id != 0x1041 {
+		t.Errorf("device id %#x, want virtio-net's 0x1041", id)
+	}
+	got := make([]byte, 6)
+	d.ReadConfig(0, got)
+	if !bytes.Equal(got, mac) {
+		t.Errorf("device MAC %x, want %s", got, mac)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := newTAP("jv-hot1")
+	if _, err := v.AddNIC(NIC{TAP: late, MAC: mac}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("AddNIC after Close = %v, want an error saying the VM is closed", err)
+	}
+	if _, err := late.Stat(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("the refused NIC's TAP is still open (%v)", err)
 	}
 }
