@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	"github.com/joeyrt/joey/hypervisor"
@@ -31,7 +32,7 @@ func (d *Driver) Capabilities(context.Context) (hypervisor.Capabilities, error) 
 	return hypervisor.Capabilities{
 		Accel:         hypervisor.AccelKVM,
 		AccelReason:   d.opts.Detect().Reason,
-		Hotplug:       no("device hotplug"),
+		Hotplug:       hypervisor.Support{Available: true, Reason: "NICs only, found by the guest's PCI rescan; no removal"},
 		Resize:        no("resizing"),
 		Pause:         no("pausing"),
 		Snapshot:      no("snapshotting"),
@@ -149,6 +150,7 @@ type builtinVM struct {
 var (
 	_ hypervisor.VM            = (*builtinVM)(nil)
 	_ hypervisor.DebugConsoler = (*builtinVM)(nil)
+	_ hypervisor.Hotplugger    = (*builtinVM)(nil)
 )
 
 // watch waits for the guest to end the VM (power-off, reset, failure) or
@@ -247,4 +249,44 @@ func (v *builtinVM) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop vm %s: %w", v.id, err)
 	}
 	return nil
+}
+
+// AddDevice implements hypervisor.Hotplugger for NICs: the device goes on
+// a free PCI slot at once, and the guest finds it when it rescans its PCI
+// bus (joey's agent does when asked to configure a MAC it does not see;
+// there is no hotplug controller to announce it). Disks are refused.
+func (v *builtinVM) AddDevice(ctx context.Context, dev hypervisor.Device) error {
+	n, ok := dev.(hypervisor.NetDevice)
+	if !ok {
+		return fmt.Errorf("vm %s: hotplug %s: only NICs can be added to a running built-in VM: %w", v.id, dev.DeviceID(), errdefs.ErrNotImplemented)
+	}
+	fail := func(err error) error {
+		n.Close()
+		return fmt.Errorf("vm %s: hotplug %s: %w", v.id, n.ID, err)
+	}
+	switch {
+	case len(n.TapFiles) != 1:
+		return fail(fmt.Errorf("%d TAP queues: the built-in VMM serves one queue per NIC: %w", len(n.TapFiles), errdefs.ErrNotImplemented))
+	case len(n.VhostFiles) > 0:
+		return fail(fmt.Errorf("vhost-net: the device model runs in process: %w", errdefs.ErrNotImplemented))
+	}
+	select {
+	case <-v.done:
+		return fail(errors.New("the VM has ended"))
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	default:
+	}
+	slot, err := v.vm.AddNIC(vm.NIC{TAP: n.TapFiles[0], MAC: n.MAC, MTU: n.MTU}) // owns the TAP
+	if err != nil {
+		return fmt.Errorf("vm %s: hotplug %s: %w", v.id, n.ID, err)
+	}
+	log.G(ctx).WithField("vm", v.id).WithField("nic", n.ID).WithField("slot", slot).Debug("builtin: NIC added; the guest sees it after a PCI rescan")
+	return nil
+}
+
+// RemoveDevice implements hypervisor.Hotplugger: without a hotplug
+// controller the guest cannot be asked to let a device go.
+func (v *builtinVM) RemoveDevice(ctx context.Context, id string) error {
+	return fmt.Errorf("vm %s: unplug %s: the built-in VMM cannot remove devices from a running VM: %w", v.id, id, errdefs.ErrNotImplemented)
 }

@@ -130,11 +130,11 @@ func (h *Handler) CreateSandbox(ctx context.Context, sc runtime.SandboxConfig) (
 	if err := share.Setup(ctx, sb.state.recordSandboxMount); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
 	}
-	nics, err := sb.setupNetwork(ctx, cfg, podNetNS(sc.Spec), size.VCPUs)
+	sb.net = newNetShape(cfg, size.VCPUs)
+	nics, err := sb.setupNetwork(ctx, podNetNS(sc.Spec))
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", sc.ID, err)
 	}
-	sb.vcpus, sb.netModel = size.VCPUs, cfg.Runtime.NetworkModel
 	ownNetNS := wantsOwnNetNS(sc.Spec)
 	vmcfg := vmConfig(cfg, sc.ID, size, dir, share)
 	vmcfg.Net = nics // Start owns their files from here on, whatever happens

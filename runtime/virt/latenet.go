@@ -44,15 +44,10 @@ func (s *sandbox) attachLateNetwork(ctx context.Context) (retErr error) {
 	if s.shutDown || s.network != nil || !st.Network.OwnNetNS {
 		return nil
 	}
-	if err := s.state.update(ctx, func(st *api.SandboxState) { st.Network.Model = s.netModel }); err != nil {
+	if err := s.state.update(ctx, func(st *api.SandboxState) { st.Network.Model = s.net.model }); err != nil {
 		return fmt.Errorf("attach network: %w", err)
 	}
-	n, err := network.Setup(ctx, network.Options{
-		NetNS:  st.Network.NetNS,
-		Model:  network.Model(s.netModel),
-		Queues: s.vcpus,
-		Record: s.recordEndpoint,
-	})
+	n, err := network.Setup(ctx, s.netOptions(st.Network.NetNS))
 	if err != nil {
 		return fmt.Errorf("attach network: %w", err)
 	}
@@ -62,7 +57,7 @@ func (s *sandbox) attachLateNetwork(ctx context.Context) (retErr error) {
 	hp, ok := s.vm.(hypervisor.Hotplugger)
 	if !ok {
 		log.G(ctx).WithField("interfaces", len(n.Endpoints)).Warn("interfaces appeared in the sandbox's network namespace after create " +
-			"(ctr run --cni), but this VM cannot hotplug them: set hypervisor.qemu.machine = \"q35\"; the container has no network")
+			"(ctr run --cni), but this VM cannot hotplug them (QEMU's microvm cannot: set hypervisor.qemu.machine = \"q35\"); the container has no network")
 		return n.Teardown(ctx)
 	}
 	s.network = n // from here on Shutdown tears it down

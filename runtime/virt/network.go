@@ -29,32 +29,54 @@ func podNetNS(spec *specs.Spec) string {
 	return ""
 }
 
+// netShape is how the sandbox's NICs are made, at boot and when a
+// network appears after it.
+type netShape struct {
+	model  string
+	queues int
+	// noVhost: the built-in VMM serves the queues in process; vhost-net
+	// would take them away from it.
+	noVhost bool
+}
+
+func newNetShape(cfg *config.Config, vcpus int) netShape {
+	sh := netShape{model: cfg.Runtime.NetworkModel, queues: vcpus}
+	if cfg.Runtime.Hypervisor == config.HypervisorBuiltin {
+		// One queue per NIC is what its virtio-net serves.
+		sh.queues, sh.noVhost = 1, true
+	}
+	return sh
+}
+
+// netOptions are network.Setup's options for the pod namespace netnsPath.
+func (s *sandbox) netOptions(netnsPath string) network.Options {
+	return network.Options{
+		NetNS:      netnsPath,
+		Model:      network.Model(s.net.model),
+		Queues:     s.net.queues,
+		NoVhostNet: s.net.noVhost,
+		Record:     s.recordEndpoint,
+	}
+}
+
 // setupNetwork joins the pod's network namespace to the VM about to boot
 // (cold plug): it records the namespace, makes the endpoints (each recorded
 // before its device exists) and returns the VM's NICs, whose files the
 // hypervisor's Start then owns. With no namespace path it does nothing.
 // On error what it made is gone again or, if undoing failed, still
 // recorded for the sandbox's teardown.
-func (s *sandbox) setupNetwork(ctx context.Context, cfg *config.Config, netnsPath string, vcpus int) ([]hypervisor.NetDevice, error) {
+func (s *sandbox) setupNetwork(ctx context.Context, netnsPath string) ([]hypervisor.NetDevice, error) {
 	if netnsPath == "" {
 		return nil, nil
 	}
-	model := network.Model(cfg.Runtime.NetworkModel)
+	model := network.Model(s.net.model)
 	err := s.state.update(ctx, func(st *api.SandboxState) {
 		st.Network = api.Network{NetNS: netnsPath, Model: string(model)}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	n, err := network.Setup(ctx, network.Options{
-		NetNS:  netnsPath,
-		Model:  model,
-		Queues: vcpus,
-		// The built-in VMM serves the queues in process; vhost-net would
-		// take them away from it.
-		NoVhostNet: cfg.Runtime.Hypervisor == config.HypervisorBuiltin,
-		Record:     s.recordEndpoint,
-	})
+	n, err := network.Setup(ctx, s.netOptions(netnsPath))
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/joeyrt/joey/config"
 	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/runtime"
 	"github.com/joeyrt/joey/test/cnitest"
@@ -135,4 +136,23 @@ func joinNetNS(spec *specs.Spec, path string) {
 		}
 	}
 	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+}
+
+func TestNetShapeGivesTheBuiltinVMMOneQueueWithoutVhost(t *testing.T) {
+	for _, tc := range []struct {
+		hypervisor string
+		want       netShape
+	}{
+		{config.HypervisorQEMU, netShape{model: "tcfilter", queues: 4}},
+		{config.HypervisorBuiltin, netShape{model: "tcfilter", queues: 1, noVhost: true}},
+	} {
+		t.Run(tc.hypervisor, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Runtime.Hypervisor = tc.hypervisor
+			cfg.Runtime.NetworkModel = "tcfilter"
+			if got := newNetShape(cfg, 4); got != tc.want {
+				t.Errorf("newNetShape = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
 }

@@ -49,9 +49,8 @@ type sandbox struct {
 	holder  *holder // the task's pid for an in-process VMM in its own netns
 	agent   *agent.Client
 	network *network.Network // guarded by lifecycleMu once shared
-	// vcpus and netModel size and shape a network attached after boot.
-	vcpus    int
-	netModel string
+	// net shapes the NICs, at boot and for a network attached after it.
+	net netShape
 	// guestReady is set once the agent's CreateSandbox succeeded.
 	guestReady bool
 
