@@ -17,9 +17,11 @@ import (
 )
 
 // l1Modules are what L1 needs: KVM for AMD (TCG emulates SVM), 9p over
-// virtio-mmio for the shares (microvm's devices are virtio-mmio), and TAP
-// and veth links for the network an inner test gives its L2 guest.
-var l1Modules = []string{"kvm_amd", "9p", "9pnet_virtio", "virtio_mmio", "tun", "veth"}
+// virtio-mmio for the shares (microvm's devices are virtio-mmio), TAP and
+// veth links for the network an inner test gives its L2 guest, and the
+// ingress qdisc, u32 filter and mirred action of joey's tcfilter network
+// model.
+var l1Modules = []string{"kvm_amd", "9p", "9pnet_virtio", "virtio_mmio", "tun", "veth", "sch_ingress", "cls_u32", "act_mirred"}
 
 // buildInitramfs writes L1's initramfs to path: the static nestedinit as
 // /init and the modules it loads, taken from the kernel package deb.

@@ -483,25 +483,9 @@ func setupNetwork(t *testing.T) (nsA, nsB string) {
 	if err := hA.LinkAdd(veth); err != nil {
 		t.Fatalf("add veth pair: %v", err)
 	}
-	for _, l := range []struct {
-		h          *netlink.Handle
-		name, addr string
-	}{{hA, tapName, tapAddr}, {hA, vethA, vethAAddr}, {hB, vethB, vethBAddr}} {
-		link, err := l.h.LinkByName(l.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr, err := netlink.ParseAddr(l.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.h.AddrAdd(link, addr); err != nil {
-			t.Fatalf("address %s on %s: %v", l.addr, l.name, err)
-		}
-		if err := l.h.LinkSetUp(link); err != nil {
-			t.Fatalf("set %s up: %v", l.name, err)
-		}
-	}
+	testutil.AddrUp(t, hA, tapName, tapAddr)
+	testutil.AddrUp(t, hA, vethA, vethAAddr)
+	testutil.AddrUp(t, hB, vethB, vethBAddr)
 	if err := hB.RouteAdd(&netlink.Route{Gw: net.ParseIP(vethAIP)}); err != nil {
 		t.Fatalf("default route in B: %v", err)
 	}

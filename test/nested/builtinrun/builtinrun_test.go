@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,9 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/joeyrt/joey/config"
 	"github.com/joeyrt/joey/hypervisor/drivers"
@@ -29,6 +33,7 @@ import (
 	"github.com/joeyrt/joey/internal/testutil"
 	jruntime "github.com/joeyrt/joey/runtime"
 	_ "github.com/joeyrt/joey/runtime/virt"
+	"github.com/joeyrt/joey/test/cnitest"
 	"github.com/joeyrt/joey/test/containerdtest"
 	"github.com/joeyrt/joey/test/nested"
 )
@@ -111,6 +116,10 @@ func inner(t *testing.T) {
 				t.Run("ctr run through containerd", func(t *testing.T) {
 					ctrRun(t, dir, state)
 				})
+				// What `ctr run --cni` does, on a PCI bus without hotplug.
+				t.Run("a network set up after create is hot-added", func(t *testing.T) {
+					lateNetwork(t, cfgPath, rootfs)
+				})
 			}
 			assertNothingLeft(t, state, dir)
 		})
@@ -173,41 +182,11 @@ func joeyRunOnce(t *testing.T, stdin string, args ...string) (string, string, in
 // execAndKill drives the runtime as the shim does: a long-running init, an
 // exec whose output and exit status come back, then SIGKILL to the init.
 func execAndKill(t *testing.T, cfgPath, driver, rootfs string) {
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Runtime.Hypervisor = driver
-	if err := drivers.Register(cfg); err != nil {
-		t.Fatal(err)
-	}
-	h, err := jruntime.Get("virt")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, cfgPath, driver)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	spec := containerSpec(rootfs, "sh", "-c", "echo ready; exec sleep 1000")
-	var sb jruntime.Sandbox
-	for attempt := 1; ; attempt++ {
-		nested.CountL2Boot()
-		sb, err = h.CreateSandbox(ctx, jruntime.SandboxConfig{ID: "kvm-exec", Namespace: "test", Spec: spec, Config: cfg, Events: func(jruntime.Event) {}})
-		if err == nil {
-			break
-		}
-		if attempt == 3 && bootFailed(err.Error()) {
-			nested.ReportL2Death(stringer("three boots failed"))
-		}
-		if attempt == 3 || !bootFailed(err.Error()) {
-			t.Fatal(err)
-		}
-		t.Logf("attempt %d: the VM did not boot: %v", attempt, err)
-	}
-	defer func() {
-		if err := sb.Shutdown(context.Background()); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	}()
+	sb := createSandbox(ctx, t, cfg, "kvm-exec", spec)
 	// The spec asks for a network namespace of its own: the task's pid
 	// (where `ctr run --cni` would configure CNI) must live there, not in
 	// L1's — for the built-in VMM that is not this process.
@@ -384,6 +363,118 @@ func assertOwnNetNS(t *testing.T, pid int) {
 	}
 	if ns == host {
 		t.Errorf("task pid %d is in L1's network namespace %s", pid, ns)
+	}
+}
+
+// loadConfig loads the configuration at path with driver as
+// runtime.hypervisor, and registers the drivers the runtime picks from.
+func loadConfig(t *testing.T, path, driver string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Runtime.Hypervisor = driver
+	if err := drivers.Register(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// createSandbox creates a sandbox through the runtime as the shim does,
+// again (at most twice) when its VM failed to boot, and shuts it down
+// when the test ends.
+func createSandbox(ctx context.Context, t *testing.T, cfg *config.Config, id string, spec *specs.Spec) jruntime.Sandbox {
+	t.Helper()
+	h, err := jruntime.Get("virt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; ; attempt++ {
+		nested.CountL2Boot()
+		sb, err := h.CreateSandbox(ctx, jruntime.SandboxConfig{ID: id, Namespace: "test", Spec: spec, Config: cfg, Events: func(jruntime.Event) {}})
+		if err == nil {
+			t.Cleanup(func() {
+				if err := sb.Shutdown(context.Background()); err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+			})
+			return sb
+		}
+		if attempt == 3 && bootFailed(err.Error()) {
+			nested.ReportL2Death(stringer("three boots failed"))
+		}
+		if attempt == 3 || !bootFailed(err.Error()) {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: the VM did not boot: %v", attempt, err)
+	}
+}
+
+// lateNetwork does what `ctr run --cni` does with the built-in VMM: the
+// sandbox boots without a NIC, then a veth appears in the namespace of its
+// task pid (the holder's), and the container's start hot-adds it on the
+// PCI bus; the guest finds it by a rescan and a peer namespace the test
+// made reaches the container's server through it.
+func lateNetwork(t *testing.T, cfgPath, rootfs string) {
+	cfg := loadConfig(t, cfgPath, "builtin")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	spec := containerSpec(rootfs, "nc", "-ll", "-p", "8080", "-e", "echo", "hello-from-hotplug")
+	sb := createSandbox(ctx, t, cfg, "kvm-late", spec)
+	c, err := sb.CreateContainer(ctx, jruntime.ContainerConfig{ID: "kvm-late", Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	peer := testutil.NewNetNS(t)
+	taskNS, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", sb.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taskNS.Close()
+	peerNS, err := netns.GetFromPath(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerNS.Close()
+	hTask, err := netlink.NewHandleAt(taskNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hTask.Close()
+	hPeer, err := netlink.NewHandleAt(peerNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hPeer.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "jlate-peer", PeerNamespace: netlink.NsFd(peerNS)}
+	if err := hTask.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth pair: %v", err)
+	}
+	testutil.AddrUp(t, hTask, "eth0", "10.88.0.2/24")
+	testutil.AddrUp(t, hPeer, "jlate-peer", "10.88.0.1/24")
+
+	if err := c.Start(ctx, ""); err != nil {
+		console, _ := os.ReadFile(filepath.Join(cfg.Runtime.StateDir, "test", "kvm-late", "console.log"))
+		t.Fatalf("%v; the guest's console:\n%s", err, console)
+	}
+	var got string
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && got == "" {
+		conn, err := cnitest.Dial(peer, "10.88.0.2:8080", 5*time.Second)
+		if err == nil {
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			b, _ := io.ReadAll(conn)
+			conn.Close()
+			got = strings.TrimSpace(string(b))
+		}
+		if got == "" {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	if got != "hello-from-hotplug" {
+		t.Fatalf("peer -> container 10.88.0.2:8080 got %q", got)
 	}
 }
 
