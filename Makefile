@@ -86,14 +86,18 @@ demo: deps build image containerd
 
 # Installs joey for a system containerd: binaries, default config (kept if
 # present), and the guest image in /var/lib/joey/image (rebuilt only when
-# its inputs changed).
+# its inputs changed). Everything goes under $(DESTDIR), the downloaded
+# kernel package too; KERNEL_DEB=FILE.deb builds from that package instead.
+KERNEL_DEB ?=
 install: build
 	install -D -m 0755 bin/joey $(DESTDIR)$(PREFIX)/bin/joey
 	install -D -m 0755 bin/containerd-shim-joey-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-joey-v2
 	install -D -m 0755 bin/joey-agent $(DESTDIR)$(PREFIX)/lib/joey/joey-agent
-	@if [ -f $(DESTDIR)/etc/joey/config.toml ]; then echo "keeping /etc/joey/config.toml"; \
+	@if [ -f $(DESTDIR)/etc/joey/config.toml ]; then echo "keeping $(DESTDIR)/etc/joey/config.toml"; \
 	else install -D -m 0644 config/joey.toml $(DESTDIR)/etc/joey/config.toml; fi
-	$(DESTDIR)$(PREFIX)/bin/joey image build --agent $(DESTDIR)$(PREFIX)/lib/joey/joey-agent
+	$(DESTDIR)$(PREFIX)/bin/joey image build --agent $(DESTDIR)$(PREFIX)/lib/joey/joey-agent \
+		--out $(DESTDIR)/var/lib/joey/image --download-dir $(DESTDIR)/var/cache/joey \
+		$(if $(KERNEL_DEB),--kernel-package $(KERNEL_DEB))
 
 clean:
 	rm -rf bin

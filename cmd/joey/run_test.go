@@ -69,18 +69,7 @@ func joey(t *testing.T, stdin string, args ...string) (stdout, stderr string, co
 	t.Helper()
 	cmd := exec.Command(joeyBinary(t), args...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("joey %v: %v", args, err)
-	}
-	return o.String(), e.String(), code
+	return testutil.Run(t, cmd)
 }
 
 // assertNoSandboxes checks that nothing of a sandbox is left in stateDir.

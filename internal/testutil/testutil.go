@@ -5,10 +5,12 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -60,6 +62,24 @@ func GuestImage(t testing.TB) string {
 		Unavailable(t, fmt.Sprintf("guest image at %s is incomplete: %v", dir, err))
 	}
 	return dir
+}
+
+// Run runs cmd, whose Stdout and Stderr it sets, and returns what it wrote
+// and its exit code (-1 after a signal). It fails t when cmd cannot run.
+func Run(t testing.TB, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("%s: %v\n%s%s", cmd, err, o.String(), e.String())
+	}
+	return o.String(), e.String(), code
 }
 
 var countMu sync.Mutex
