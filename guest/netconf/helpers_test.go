@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -25,21 +22,7 @@ const (
 	// interface would have it.
 	guestMAC = "02:00:00:4a:0e:01"
 	peerMAC  = "02:00:00:4a:0e:02"
-	nsPrefix = "joey-netconf-"
 )
-
-var nsSeq atomic.Int64
-
-// TestMain fails the run when a test left one of its namespaces behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	left, _ := filepath.Glob(filepath.Join("/run/netns", fmt.Sprintf("%s%d-*", nsPrefix, os.Getpid())))
-	if len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "network namespaces left behind: %v\n", left)
-		code = 1
-	}
-	os.Exit(code)
-}
 
 // testNS is a network namespace of one test with a netlink handle in it.
 type testNS struct {
@@ -47,41 +30,21 @@ type testNS struct {
 	h  *netlink.Handle
 }
 
-// newNS makes a named network namespace that t's cleanup deletes. The thread
-// that creates it is moved back to the test's namespace at once; all later
-// work goes through the handle.
+// newNS makes a network namespace of t's own (testutil.NewNetNS: pinned on a
+// file under t.TempDir, nothing named in /run/netns) and opens a netlink
+// handle in it; t's cleanup closes both and ends the namespace. All work goes
+// through the handle, or through inNS.
 func newNS(t *testing.T) *testNS {
 	t.Helper()
-	testutil.RequireRoot(t)
-	name := fmt.Sprintf("%s%d-%d", nsPrefix, os.Getpid(), nsSeq.Add(1))
-
-	runtime.LockOSThread()
-	orig, err := netns.Get()
+	path := testutil.NewNetNS(t)
+	ns, err := netns.GetFromPath(path)
 	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("get current netns: %v", err)
+		t.Fatalf("open netns %s: %v", path, err)
 	}
-	ns, nerr := netns.NewNamed(name)
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with this goroutine instead of
-		// running other goroutines in the wrong namespace.
-		t.Fatalf("restore netns: %v", err)
-	}
-	orig.Close()
-	runtime.UnlockOSThread()
-	if nerr != nil {
-		_ = netns.DeleteNamed(name)
-		t.Fatalf("create netns %s: %v", name, nerr)
-	}
-	t.Cleanup(func() {
-		ns.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete netns %s: %v", name, err)
-		}
-	})
+	t.Cleanup(func() { ns.Close() })
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", name, err)
+		t.Fatalf("netlink handle in %s: %v", path, err)
 	}
 	t.Cleanup(h.Close)
 	return &testNS{ns: ns, h: h}

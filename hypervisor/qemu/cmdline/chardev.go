@@ -75,16 +75,7 @@ type DeviceVirtioSerial struct {
 
 // Args implements Option.
 func (d DeviceVirtioSerial) Args(*FDs) ([]string, error) {
-	drv, err := d.Transport.driver("virtio-serial")
-	if err != nil {
-		return nil, err
-	}
-	if err := checkID(drv, d.ID); err != nil {
-		return nil, err
-	}
-	p := props{"id=" + d.ID}
-	p.add("bus", d.Bus)
-	return []string{"-device", p.join(drv)}, nil
+	return plainDevice("virtio-serial", d.ID, d.Transport, d.Bus)
 }
 
 // DeviceVirtSerialPort is a named port of a virtio-serial controller whose

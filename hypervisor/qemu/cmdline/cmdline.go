@@ -92,6 +92,21 @@ func (t Transport) driver(base string) (string, error) {
 	return "", fmt.Errorf("%s: transport %q is not %q or %q", base, t, MMIO, PCI)
 }
 
+// plainDevice renders a virtio device that has no properties but its id and
+// bus: -device base-transport,id=ID[,bus=BUS].
+func plainDevice(base, id string, t Transport, bus string) ([]string, error) {
+	drv, err := t.driver(base)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(drv, id); err != nil {
+		return nil, err
+	}
+	p := props{"id=" + id}
+	p.add("bus", bus)
+	return []string{"-device", p.join(drv)}, nil
+}
+
 // escape doubles commas, QEMU's way of quoting them inside an option value.
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 

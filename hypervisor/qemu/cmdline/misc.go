@@ -41,16 +41,7 @@ type DeviceVirtioRNG struct {
 
 // Args implements Option.
 func (d DeviceVirtioRNG) Args(*FDs) ([]string, error) {
-	drv, err := d.Transport.driver("virtio-rng")
-	if err != nil {
-		return nil, err
-	}
-	if err := checkID(drv, d.ID); err != nil {
-		return nil, err
-	}
-	p := props{"id=" + d.ID}
-	p.add("bus", d.Bus)
-	return []string{"-device", p.join(drv)}, nil
+	return plainDevice("virtio-rng", d.ID, d.Transport, d.Bus)
 }
 
 // PCIeRootPort is an empty PCIe slot on q35 that a device can be hot-added
