@@ -224,6 +224,20 @@ func (vm *VM) SignalMSI(addr uint64, data uint32) error {
 	return nil
 }
 
+// IOEventFD makes KVM signal the eventfd fd for every guest write of
+// length bytes (1, 2, 4 or 8) at MMIO address addr, without an exit to
+// this process; assign false removes that registration again.
+func (vm *VM) IOEventFD(addr uint64, length uint32, fd int, assign bool) error {
+	e := ioEventFD{Addr: addr, Len: length, FD: int32(fd)}
+	if !assign {
+		e.Flags = ioEventFDDeassign
+	}
+	if err := ioctlPtr(vm.fd, ioctlIOEventFD, unsafe.Pointer(&e)); err != nil {
+		return fmt.Errorf("KVM_IOEVENTFD %#x/%d (assign %v): %w", addr, length, assign, err)
+	}
+	return nil
+}
+
 func wrap(op string, err error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)

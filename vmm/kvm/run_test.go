@@ -3,6 +3,7 @@ package kvm
 import (
 	"encoding/binary"
 	"testing"
+	"unsafe"
 )
 
 // runSize is a kvm_run mapping as x86 KVM sizes it: the run page, the
@@ -76,5 +77,12 @@ func TestImmediateExitIsByteOne(t *testing.T) {
 func TestExitReasonNames(t *testing.T) {
 	if ExitShutdown.String() != "KVM_EXIT_SHUTDOWN" || ExitReason(99).String() != "KVM_EXIT_99" {
 		t.Fatal(ExitShutdown.String(), ExitReason(99).String())
+	}
+}
+
+func TestIOEventFDIsKVMsSixtyFourBytes(t *testing.T) {
+	const want = ioctlIOEventFD >> 16 & 0x3fff // the size the ioctl number encodes
+	if n := unsafe.Sizeof(ioEventFD{}); n != want || want != 64 {
+		t.Fatalf("kvm_ioeventfd is %d bytes here, the ioctl number says %d, <linux/kvm.h> 64", n, want)
 	}
 }

@@ -26,6 +26,7 @@ const (
 	ioctlSetCPUID2           = 0x4008AE90
 	ioctlGetMPState          = 0x8004AE98
 	ioctlSignalMSI           = 0x4020AEA5
+	ioctlIOEventFD           = 0x4040AE79
 )
 
 const pitSpeakerDummy = 1
@@ -145,6 +146,18 @@ type pitConfig struct {
 }
 
 // msi is struct kvm_msi.
+// ioEventFD is struct kvm_ioeventfd.
+type ioEventFD struct {
+	Datamatch uint64
+	Addr      uint64
+	Len       uint32
+	FD        int32
+	Flags     uint32
+	_         [36]byte
+}
+
+const ioEventFDDeassign = 1 << 2
+
 type msi struct {
 	AddressLo uint32
 	AddressHi uint32

@@ -168,6 +168,14 @@ func (m *Machine) IRQLine(irq uint32, high bool) error {
 	return m.vm.IRQLine(irq, high)
 }
 
+// IOEventFD has guest writes of length bytes at MMIO address addr signal
+// the eventfd fd inside KVM instead of exiting to a device (assign false
+// undoes it): the vCPU goes straight back to the guest, and the device
+// serves the write from its own goroutine.
+func (m *Machine) IOEventFD(addr uint64, length uint32, fd int, assign bool) error {
+	return m.vm.IOEventFD(addr, length, fd, assign)
+}
+
 // SignalMSI delivers a message-signalled interrupt (MSI or MSI-X) with the
 // address and data the guest programmed; it needs the in-kernel irqchip.
 func (m *Machine) SignalMSI(addr uint64, data uint32) error {

@@ -2,6 +2,7 @@ package machine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/vmm/kvm"
 	"github.com/joeyrt/joey/vmm/serial"
+	"golang.org/x/sys/unix"
 )
 
 // codeAddr is where a tiny guest's code sits; it runs in real mode with
@@ -240,3 +242,61 @@ func TestStopEndsASpinningGuestWithoutLeakingGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestIOEventFDTakesTheWriteWithoutAnExit: a registered write signals the
+// eventfd inside KVM and never reaches the MMIO device; a write of
+// another length, and any write after the registration is removed, still
+// does.
+func TestIOEventFDTakesTheWriteWithoutAnExit(t *testing.T) {
+	const mmioBase = 0x20000
+	code := asm(
+		[]byte{0xc7, 0x06, 0x10, 0x00, 0x34, 0x12}, // mov word [0x10], 0x1234: the eventfd's
+		[]byte{0xc6, 0x06, 0x10, 0x00, 0x5a},       // mov byte [0x10], 0x5a: another length
+		movDX(0x3f8), outDXAL,                      // let the test deregister
+		[]byte{0xc7, 0x06, 0x10, 0x00, 0x78, 0x56}, // mov word [0x10], 0x5678: the device's again
+		hlt)
+	m := tinyGuest(t, Config{}, code, mmioBase)
+	rec := &mmioRecorder{}
+	if err := m.AddMMIO(mmioBase, 0x1000, rec); err != nil {
+		t.Fatal(err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	if err := m.IOEventFD(mmioBase+0x10, 2, efd, true); err != nil {
+		t.Fatal(err)
+	}
+	var count [8]byte
+	deregistered := false
+	port := portFunc(func(off uint16, data []byte) error {
+		// The vCPU waits here: the first write has been taken by then.
+		if _, err := unix.Read(efd, count[:]); err != nil {
+			t.Errorf("eventfd after the registered write: %v", err)
+		}
+		if err := m.IOEventFD(mmioBase+0x10, 2, efd, false); err != nil {
+			t.Error(err)
+		}
+		deregistered = true
+		return nil
+	})
+	if err := m.AddPort(0x3f8, 1, port); err != nil {
+		t.Fatal(err)
+	}
+	if end := run(t, m); end.Reason != Halted {
+		t.Fatalf("end = %v", end)
+	}
+	if !deregistered || binary.LittleEndian.Uint64(count[:]) != 1 {
+		t.Fatalf("eventfd count %d (deregistered %v), want 1", binary.LittleEndian.Uint64(count[:]), deregistered)
+	}
+	if got := strings.Join(rec.writes, ","); got != "0x10 0x5a,0x10 0x78" {
+		t.Fatalf("device writes %q, want the byte write and the write after deregistering", got)
+	}
+}
+
+// portFunc is a port device that calls itself for every write.
+type portFunc func(offset uint16, data []byte) error
+
+func (f portFunc) ReadPort(uint16, []byte) error              { return nil }
+func (f portFunc) WritePort(offset uint16, data []byte) error { return f(offset, data) }

@@ -256,7 +256,23 @@ func (b *Bus) rebuildLocked() {
 		for _, w := range wins {
 			b.decoded = append(b.decoded, decodedBAR{w, d})
 		}
+		if dw, ok := d.(DecodeWatcher); ok {
+			var at [NumBARs]uint64
+			for _, w := range wins {
+				at[w.bar] = w.addr
+			}
+			dw.BARsDecoded(at)
+		}
 	}
+}
+
+// DecodeWatcher is a Device that follows where its BARs answer, for what
+// it registers outside the bus (KVM ioeventfds at its notify addresses).
+// After every config write that can move or disable a BAR the bus calls
+// BARsDecoded with the address of each BAR that decodes now, 0 for one
+// that does not, with the bus locked: it must not call back into the bus.
+type DecodeWatcher interface {
+	BARsDecoded(at [NumBARs]uint64)
 }
 
 // find returns the device BAR covering all of [addr, addr+n). Overlapping

@@ -100,10 +100,11 @@ type VM struct {
 	m    *machine.Machine
 	cons *console.Device
 	bus  *pci.Bus
-	// devMu guards closers and closed: AddNIC may race Close.
-	devMu   sync.Mutex
-	closers []io.Closer
-	closed  bool
+	// devMu guards closers, transports and closed: AddNIC may race Close.
+	devMu      sync.Mutex
+	closers    []io.Closer
+	transports []*virtiopci.Transport
+	closed     bool
 	// started is set by Start (one goroutine owns the VM's lifecycle).
 	started bool
 	// unhandled counts accesses no device claimed, for Unhandled.
@@ -266,16 +267,37 @@ func (v *VM) addPCI(cfg Config) error {
 	return nil
 }
 
-// plug puts d on the PCI bus behind a virtio-pci transport.
+// plug puts d on the PCI bus behind a virtio-pci transport whose queue
+// kicks come through KVM ioeventfds. The transport is closed before the
+// devices (closers run in reverse).
 func (v *VM) plug(d virtio.Device) (slot int, err error) {
 	t, err := virtiopci.New(d, v.m.Memory(), v.m)
 	if err != nil {
 		return 0, fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
 	}
+	if err := t.UseIOEventFDs(v.m); err != nil {
+		return 0, err
+	}
 	if slot, err = v.bus.Add(t); err != nil {
+		t.Close()
 		return 0, fmt.Errorf("virtio-pci %v: %w", d.Type(), err)
 	}
+	v.closers = append(v.closers, t)
+	v.transports = append(v.transports, t)
 	return slot, nil
+}
+
+// Kicks counts the queue notifications of every virtio device: those KVM
+// passed through an ioeventfd and those that exited to the VMM.
+func (v *VM) Kicks() (viaEventFD, viaExit uint64) {
+	v.devMu.Lock()
+	defer v.devMu.Unlock()
+	for _, t := range v.transports {
+		fd, exit := t.Kicks()
+		viaEventFD += fd
+		viaExit += exit
+	}
+	return viaEventFD, viaExit
 }
 
 // AddNIC adds a virtio-net device to the VM, running or not, in the next
@@ -296,11 +318,12 @@ func (v *VM) AddNIC(n NIC) (slot int, err error) {
 		n.TAP.Close()
 		return 0, fmt.Errorf("add nic %s: %w", n.MAC, err)
 	}
+	v.closers = append(v.closers, d)
 	if slot, err = v.plug(d); err != nil {
+		v.closers = v.closers[:len(v.closers)-1]
 		d.Close()
 		return 0, fmt.Errorf("add nic %s: %w", n.MAC, err)
 	}
-	v.closers = append(v.closers, d)
 	return slot, nil
 }
 

@@ -134,6 +134,9 @@ type Transport struct {
 	active bool
 	// err is why the device last needed a reset, for the VMM's log.
 	err error
+	// kicks is set by UseIOEventFDs.
+	kicks *kicks
+	counters
 }
 
 // registers are the common configuration fields a reset clears.
@@ -307,6 +310,7 @@ func (t *Transport) WriteBAR(bar int, off uint64, data []byte) {
 		// Without VIRTIO_F_NOTIFICATION_DATA the driver writes the queue
 		// index as 16 bits; the address alone names the queue.
 		if rel%NotifyMultiplier == 0 && (len(data) == 2 || len(data) == 4) {
+			t.exitKicks.Add(1)
 			t.notify(int(rel / NotifyMultiplier))
 		}
 	}

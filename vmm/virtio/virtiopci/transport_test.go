@@ -153,7 +153,11 @@ type rig struct {
 	slot  int
 }
 
-func newRig(t *testing.T, dev *echo) *rig {
+func newRig(t *testing.T, dev *echo) *rig { return newRigWith(t, dev, nil) }
+
+// newRigWith is newRig with queue kicks through ioeventfds reg registers
+// (none when reg is nil).
+func newRigWith(t *testing.T, dev *echo, reg virtiopci.EventRegistrar) *rig {
 	t.Helper()
 	bus, err := pci.NewBus(windowBase, windowSize)
 	if err != nil {
@@ -162,6 +166,12 @@ func newRig(t *testing.T, dev *echo) *rig {
 	r := &rig{t: t, bus: bus, mem: virtiotest.Memory(t, ramSize), alloc: virtiotest.NewAlloc(0x1000, ramSize), msi: virtiotest.NewMSIRecorder(), dev: dev}
 	if r.tr, err = virtiopci.New(dev, r.mem, r.msi); err != nil {
 		t.Fatal(err)
+	}
+	if reg != nil {
+		if err := r.tr.UseIOEventFDs(reg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.tr.Close() })
 	}
 	if r.slot, err = bus.Add(r.tr); err != nil {
 		t.Fatal(err)
