@@ -36,6 +36,7 @@ import (
 	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/test/guestimage"
 	"github.com/joeyrt/joey/test/nested"
+	"github.com/joeyrt/joey/test/nested/builtintest"
 	"github.com/joeyrt/joey/vmm/machine"
 	"github.com/joeyrt/joey/vmm/vm"
 )
@@ -106,21 +107,10 @@ const (
 )
 
 func TestBuiltinVMMSharesDisksAndNetworkWithTheGuest(t *testing.T) {
-	if os.Getenv(nested.InsideEnv) == "1" {
-		inner(t)
-		return
-	}
-	img := guestimage.Debug(t)
-	nested.RunInner(t, "github.com/joeyrt/joey/test/nested/builtindev",
-		"^TestBuiltinVMMSharesDisksAndNetworkWithTheGuest$",
-		nested.Options{Env: []string{"JOEY_TEST_IMAGE=" + img}, Timeout: 420 * time.Second})
+	builtintest.Run(t, "github.com/joeyrt/joey/test/nested/builtindev", 420*time.Second, inner)
 }
 
-func inner(t *testing.T) {
-	img := os.Getenv("JOEY_TEST_IMAGE")
-	if img == "" {
-		t.Fatal("JOEY_TEST_IMAGE not passed into L1")
-	}
+func inner(t *testing.T, img string) {
 	// Under /run, L1's tmpfs: the job share is itself 9p, and the share
 	// must be a plain local directory like a real one.
 	dir, err := os.MkdirTemp("/run", "jdev")
@@ -154,7 +144,7 @@ func inner(t *testing.T) {
 		if !t.Failed() {
 			return
 		}
-		t.Logf("guest console tail:\n%s", tail(console.String(), 4000))
+		t.Logf("guest console tail:\n%s", builtintest.Tail(console.String(), 4000))
 		if v == nil {
 			return
 		}
@@ -171,31 +161,15 @@ func inner(t *testing.T) {
 	diskPayload := checkDisk(t, sh)
 	checkNetwork(t, sh, nsB)
 
-	end := v.Stop()
-	if err := v.Close(); err != nil {
-		t.Fatal(err)
-	}
-	v = nil
-	if end.Reason != machine.Stopped {
-		t.Fatalf("VM ended %v before Stop", end)
-	}
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines before the VM, %d after it was closed:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	builtintest.Shutdown(t, &v, before)
 	checkDiskImage(t, disk, diskPayload)
 }
 
 // boot starts the VM with the share, the disk and a NIC on a new queue of
-// the TAP in nsA, and waits for the guest's shell. Under QEMU TCG's
-// emulation of nested SVM about one L2 boot in eight dies at a random
-// point before init (see test/nested/linuxboot): a boot that never reaches
-// the shell is retried, at most twice.
+// the TAP in nsA, and waits for the guest's shell.
 func boot(t *testing.T, img, share, disk, nsA string) (*vm.VM, *guestimage.Shell, *testutil.SyncBuffer) {
-	for attempt := 1; ; attempt++ {
+	var sh *guestimage.Shell
+	v, console := builtintest.Boot(t, img, "guest shell", func(cfg *vm.Config) {
 		// The TAP persists across boots with its address; each VM owns
 		// (and closes) a queue file of its own.
 		q, err := tap.Open(context.Background(), tap.Options{Name: tapName, Queues: 1, VnetHdr: true, NetNS: nsA})
@@ -204,52 +178,24 @@ func boot(t *testing.T, img, share, disk, nsA string) (*vm.VM, *guestimage.Shell
 		}
 		files := q.TakeFiles()
 		q.Close()
-		console := &testutil.SyncBuffer{}
-		v, err := vm.New(vm.Config{
-			// One vCPU: an SMP L2 makes QEMU TCG's emulation of nested SVM
-			// reset L1 far more often; linuxboot covers SMP.
-			VCPUs: 1, MemoryMiB: 512,
-			Kernel:  filepath.Join(img, "vmlinux"),
-			Initrd:  filepath.Join(img, "initrd.img"),
-			Cmdline: "panic=-1 reboot=t joey.channel=serial:agent.0 joey.debug_console=console.1",
-			Console: console,
-			Ports:   []string{"agent.0", "console.1"},
-			RNG:     true,
-			Shares:  []vm.Share{{Tag: shareTag, Dir: share}},
-			Disks:   []vm.Disk{{Path: disk, Serial: diskSerial}},
-			NICs:    []vm.NIC{{TAP: files[0], MAC: guestMAC}},
-		})
+		cfg.Shares = []vm.Share{{Tag: shareTag, Dir: share}}
+		cfg.Disks = []vm.Disk{{Path: disk, Serial: diskSerial}}
+		cfg.NICs = []vm.NIC{{TAP: files[0], MAC: guestMAC}}
+	}, func(v *vm.VM) error {
+		conn, err := v.Port(builtintest.ShellPort)
 		if err != nil {
-			files[0].Close()
 			t.Fatal(err)
 		}
-		if err := v.Start(); err != nil {
-			v.Close()
-			t.Fatal(err)
-		}
-		nested.CountL2Boot()
-		started := time.Now()
-		conn, err := v.Port("console.1")
-		if err != nil {
-			v.Close()
-			t.Fatal(err)
-		}
-		sh := guestimage.NewShell(conn, v.Done())
+		sh = guestimage.NewShell(conn, v.Done())
 		// A healthy boot reaches the shell in 8 to 15 s; one silent for a
 		// minute has hung.
 		out, rc, err := sh.Run("echo shell-$((6*7))", 60*time.Second)
 		if err == nil && rc == 0 && strings.Contains(out, "shell-42") {
-			t.Logf("shell answered %v after the vCPUs started", time.Since(started).Round(time.Millisecond))
-			return v, sh, console
+			return nil
 		}
-		end := v.Stop()
-		v.Close()
-		if attempt == 3 {
-			nested.ReportL2Death(end)
-			t.Fatalf("guest shell did not answer (%v, rc %d, VM %v): %q; console:\n%s", err, rc, end, out, console.String())
-		}
-		t.Logf("attempt %d: guest shell did not answer (%v, VM %v); console tail:\n%s", attempt, err, end, tail(console.String(), 1500))
-	}
+		return fmt.Errorf("%v, rc %d: %q", err, rc, out)
+	})
+	return v, sh, console
 }
 
 // prepareShare fills the share with what the probe works on and returns
@@ -752,11 +698,4 @@ func probeFlock(t *testing.T, path string) string {
 		t.Fatalf("flock LOCK_UN: %v", err)
 	}
 	return "exclusive"
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }

@@ -9,8 +9,6 @@ package builtinvm
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -19,22 +17,13 @@ import (
 
 	"github.com/joeyrt/joey/agent"
 	"github.com/joeyrt/joey/agent/protocol"
-	"github.com/joeyrt/joey/internal/testutil"
 	"github.com/joeyrt/joey/test/guestimage"
-	"github.com/joeyrt/joey/test/nested"
-	"github.com/joeyrt/joey/vmm/machine"
+	"github.com/joeyrt/joey/test/nested/builtintest"
 	"github.com/joeyrt/joey/vmm/vm"
 )
 
 func TestGuestImageBootsInBuiltinVMMWithAgentOverInProcessPort(t *testing.T) {
-	if os.Getenv(nested.InsideEnv) == "1" {
-		inner(t)
-		return
-	}
-	img := guestimage.Debug(t)
-	nested.RunInner(t, "github.com/joeyrt/joey/test/nested/builtinvm",
-		"^TestGuestImageBootsInBuiltinVMMWithAgentOverInProcessPort$",
-		nested.Options{Env: []string{"JOEY_TEST_IMAGE=" + img}, Timeout: 240 * time.Second})
+	builtintest.Run(t, "github.com/joeyrt/joey/test/nested/builtinvm", 240*time.Second, inner)
 }
 
 // msiLine is one /proc/interrupts row of a virtio device's message
@@ -45,43 +34,12 @@ var msiLine = regexp.MustCompile(`PCI-MSI(?:X-0000:00:\d\d\.0)?\s+\d+-edge\s+(vi
 // msiMode is the shell's report of one vector's mode from sysfs.
 var msiMode = regexp.MustCompile(`MODE /sys/bus/pci/devices/0000:00:(\d\d)\.0/msi_irqs/(\d+) (\w+)`)
 
-func inner(t *testing.T) {
-	img := os.Getenv("JOEY_TEST_IMAGE")
-	if img == "" {
-		t.Fatal("JOEY_TEST_IMAGE not passed into L1")
-	}
+func inner(t *testing.T, img string) {
 	before := runtime.NumGoroutine()
-	// Under QEMU TCG's emulation of nested SVM about one L2 boot in eight
-	// dies at a random point (see test/nested/linuxboot): a boot that
-	// ends or hangs before the agent answers is retried, at most twice.
-	var (
-		v       *vm.VM
-		c       *agent.Client
-		console *testutil.SyncBuffer
-	)
-	for attempt := 1; ; attempt++ {
-		var err error
-		console = &testutil.SyncBuffer{}
-		v, err = vm.New(vm.Config{
-			// One vCPU: an SMP L2 makes QEMU TCG's emulation of nested SVM
-			// reset L1 far more often; linuxboot covers SMP.
-			VCPUs: 1, MemoryMiB: 512,
-			Kernel:  filepath.Join(img, "vmlinux"),
-			Initrd:  filepath.Join(img, "initrd.img"),
-			Cmdline: "panic=-1 reboot=t joey.channel=serial:agent.0 joey.debug_console=console.1",
-			Console: console,
-			Ports:   []string{"agent.0", "console.1"},
-			RNG:     true,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Start(); err != nil {
-			t.Fatal(err)
-		}
-		nested.CountL2Boot()
-		start := time.Now()
+	var c *agent.Client
+	v, console := builtintest.Boot(t, img, "agent", nil, func(v *vm.VM) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
 		go func() {
 			select {
 			case <-v.Done():
@@ -91,20 +49,10 @@ func inner(t *testing.T) {
 		}()
 		// What the runtime does: agent.Connect's first health check waits
 		// for the boot on one stream.
-		c, err = agent.Connect(ctx, func(context.Context) (net.Conn, error) { return v.Port("agent.0") })
-		cancel()
-		if err == nil {
-			t.Logf("agent answered %v after the vCPUs started", time.Since(start).Round(time.Millisecond))
-			break
-		}
-		end := v.Stop()
-		v.Close()
-		if attempt == 3 {
-			nested.ReportL2Death(end)
-			t.Fatalf("agent did not answer: %v (VM %v); console:\n%s", err, end, console.String())
-		}
-		t.Logf("attempt %d: agent did not answer (%v, VM %v); console tail:\n%s", attempt, err, end, tail(console.String(), 1500))
-	}
+		var err error
+		c, err = agent.Connect(ctx, func(context.Context) (net.Conn, error) { return v.Port(builtintest.AgentPort) })
+		return err
+	})
 	defer func() {
 		if v != nil {
 			v.Close()
@@ -119,7 +67,7 @@ func inner(t *testing.T) {
 	}
 	t.Logf("guest: %v", details)
 
-	conn, err := v.Port("console.1")
+	conn, err := v.Port(builtintest.ShellPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,31 +111,18 @@ func inner(t *testing.T) {
 	if _, err := c.Check(ctx, &protocol.CheckRequest{}); err != nil {
 		t.Fatalf("Check after the shell: %v", err)
 	}
+	// Every queue kick of the guest's virtio-pci driver (a 2-byte write
+	// at the queue's notify address) was taken by KVM through an
+	// ioeventfd: none exited to the VMM.
+	if fd, exit := v.Kicks(); fd == 0 || exit != 0 {
+		t.Errorf("queue kicks: %d through ioeventfds, %d as MMIO exits; want all through ioeventfds", fd, exit)
+	} else {
+		t.Logf("queue kicks: %d, all through ioeventfds", fd)
+	}
 	c.Close()
-	end := v.Stop()
-	if err := v.Close(); err != nil {
-		t.Fatal(err)
-	}
-	v = nil
-	if end.Reason != machine.Stopped {
-		t.Fatalf("VM ended %v before Stop", end)
-	}
+	builtintest.Shutdown(t, &v, before)
 	log := console.String()
 	if !strings.Contains(log, "Linux version") || !strings.Contains(log, "virtio") {
 		t.Fatalf("serial console not captured:\n%s", log)
 	}
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines before the VM, %d after it was closed:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
