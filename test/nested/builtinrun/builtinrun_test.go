@@ -296,31 +296,12 @@ func ctrRun(t *testing.T, dir, state string) {
 	// A long-running task: exec into it, then SIGKILL → 137.
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	for attempt := 1; ; attempt++ {
-		nested.CountL2Boot()
-		_, errOut, err := d.Ctr(ctx, "run", "-d", "--runtime", "io.containerd.joey.v2", ref, "long", "sleep", "1000")
-		if err == nil {
-			break
-		}
-		d.Ctr(ctx, "container", "rm", "long")
-		if attempt == 3 || !bootFailed(errOut) {
-			t.Fatal(err)
-		}
-		t.Logf("attempt %d: the VM did not boot: %s", attempt, errOut)
+	runDetached(ctx, t, d, ref, "long", "sleep", "1000")
+	pid := taskPid(ctx, t, d, "long")
+	if shim, err := d.ShimPid("long"); err != nil || shim == pid {
+		t.Errorf("task pid %d is the shim's (%d, %v)", pid, shim, err)
 	}
-	ls, _, err := d.Ctr(ctx, "task", "ls")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(ls, "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "long" {
-			pid, _ := strconv.Atoi(f[1])
-			if shim, err := d.ShimPid("long"); err != nil || shim == pid {
-				t.Errorf("task pid %s is the shim's (%d, %v)", f[1], shim, err)
-			}
-			assertOwnNetNS(t, pid)
-		}
-	}
+	assertOwnNetNS(t, pid)
 	out, _, err := d.Ctr(ctx, "task", "exec", "--exec-id", "e1", "long", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
 	if err != nil || out != "sleep 1000 " {
 		t.Fatalf("ctr task exec: %q, %v; want the init's command line", out, err)
@@ -347,6 +328,93 @@ func ctrRun(t *testing.T, dir, state string) {
 	if _, _, err := d.Ctr(ctx, "container", "rm", "long"); err != nil {
 		t.Fatal(err)
 	}
+
+	// SIGKILL of the shim takes the VM with it (it ran in the shim); the
+	// holder ends by itself (its stdin was the shim's), and containerd's
+	// cleanup (the shim's delete command) with `ctr task rm -f` removes
+	// the rest: state, mounts, the netns.
+	runDetached(ctx, t, d, ref, "victim", "sleep", "1000")
+	holder := taskPid(ctx, t, d, "victim")
+	shim, err := d.ShimPid("victim")
+	if err != nil || shim == 0 {
+		t.Fatalf("no shim for victim: %v", err)
+	}
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		what string
+		pid  int
+	}{{"the killed shim", shim}, {"the sandbox's netns holder", holder}} {
+		deadline := time.Now().Add(15 * time.Second)
+		for running(p.pid) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if running(p.pid) {
+			t.Errorf("%s (pid %d) still runs", p.what, p.pid)
+		}
+	}
+	if _, _, err := d.Ctr(ctx, "task", "rm", "-f", "victim"); err != nil && !strings.Contains(err.Error(), "not found") {
+		t.Errorf("ctr task rm -f: %v", err)
+	}
+	if _, _, err := d.Ctr(ctx, "container", "rm", "victim"); err != nil {
+		t.Fatal(err)
+	}
+	sbDir := filepath.Join(state, d.Namespace(), "victim")
+	if _, err := os.Stat(sbDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the killed shim's sandbox state %s is still there (%v)", sbDir, err)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), sbDir) {
+		t.Errorf("mounts left under %s", sbDir)
+	}
+}
+
+// runDetached is `ctr run -d` of id, again (at most twice) when its VM
+// failed to boot.
+func runDetached(ctx context.Context, t *testing.T, d *containerdtest.Daemon, ref, id string, args ...string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		nested.CountL2Boot()
+		_, errOut, err := d.Ctr(ctx, append([]string{"run", "-d", "--runtime", "io.containerd.joey.v2", ref, id}, args...)...)
+		if err == nil {
+			return
+		}
+		d.Ctr(ctx, "container", "rm", id)
+		if attempt == 3 || !bootFailed(errOut) {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: the VM did not boot: %s", attempt, errOut)
+	}
+}
+
+// taskPid is the PID column of `ctr task ls` for id.
+func taskPid(ctx context.Context, t *testing.T, d *containerdtest.Daemon, id string) int {
+	t.Helper()
+	ls, _, err := d.Ctr(ctx, "task", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(ls, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == id {
+			pid, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("ctr task ls: %q", line)
+			}
+			return pid
+		}
+	}
+	t.Fatalf("ctr task ls has no %s:\n%s", id, ls)
+	return 0
+}
+
+// running reports whether pid exists and is not a zombie.
+func running(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // assertOwnNetNS fails t unless process pid is in a network namespace
