@@ -113,3 +113,24 @@ func (l *Lifecycle[S]) Close(wake func(), release func() error) error {
 	}
 	return release()
 }
+
+// Stopping reports whether stop, an activation's stop channel, is closed:
+// a device goroutine checks it between pieces of work.
+func Stopping(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// WakeUp leaves a wake-up on kick, a channel of capacity 1 that a device
+// goroutine waits on, unless one is pending already: kicks that arrive
+// while the goroutine works are served by its next pass.
+func WakeUp(kick chan<- struct{}) {
+	select {
+	case kick <- struct{}{}:
+	default:
+	}
+}

@@ -22,6 +22,7 @@ const (
 	TypeConsole DeviceType = 3
 	TypeRNG     DeviceType = 4
 	Type9P      DeviceType = 9
+	TypeVsock   DeviceType = 19
 )
 
 func (t DeviceType) String() string {
@@ -36,6 +37,8 @@ func (t DeviceType) String() string {
 		return "rng"
 	case Type9P:
 		return "9p"
+	case TypeVsock:
+		return "vsock"
 	}
 	return fmt.Sprintf("virtio type %d", uint16(t))
 }

@@ -5,7 +5,8 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
+
+	"github.com/joeyrt/joey/vmm/virtio"
 )
 
 // hostConn is the host end of one port.
@@ -18,17 +19,24 @@ import (
 // send buffer that Notify empties when the guest supplies more. There are
 // no pump goroutines to stop on reset or close, no file descriptors, and a
 // reset cannot lose bytes a pump had already taken from a socket.
-// Deadlines are implemented here.
+// Deadlines are virtio.Deadlines, under d.mu, woken through the port.
 type hostConn struct {
 	d *Device
 	p *port
+	virtio.Deadlines
 	// readMu and writeMu admit one Read and one Write at a time, so the
 	// bytes of one Write reach the guest contiguously, as on a socket.
 	readMu, writeMu sync.Mutex
 
 	// Guarded by d.mu.
-	closed                      bool
-	readDeadline, writeDeadline time.Time
+	closed bool
+}
+
+// newHostConn returns a new host end of p.
+func newHostConn(d *Device, p *port) *hostConn {
+	c := &hostConn{d: d, p: p}
+	c.Deadlines = virtio.NewDeadlines(&d.mu, &c.closed, p.broadcast, c.opError)
+	return c
 }
 
 // Read implements net.Conn: it returns what the guest has written, waiting
@@ -46,7 +54,7 @@ func (c *hostConn) Read(b []byte) (int, error) {
 		case d.closed:
 			d.mu.Unlock()
 			return 0, io.EOF
-		case expired(c.readDeadline):
+		case c.ReadExpired():
 			d.mu.Unlock()
 			return 0, c.opError("read", os.ErrDeadlineExceeded)
 		case len(b) == 0:
@@ -58,7 +66,7 @@ func (c *hostConn) Read(b []byte) (int, error) {
 			d.unlockAndSignal(&s)
 			return n, nil
 		}
-		d.wait(c.p, c.readDeadline, &s)
+		c.WaitRead(c.p.wake, func() { d.unlockAndSignal(&s) })
 	}
 }
 
@@ -87,7 +95,7 @@ func (c *hostConn) Write(b []byte) (int, error) {
 		case n == len(b):
 			d.mu.Unlock()
 			return n, nil
-		case expired(c.writeDeadline):
+		case c.WriteExpired():
 			d.mu.Unlock()
 			return n, c.opError("write", os.ErrDeadlineExceeded)
 		}
@@ -115,31 +123,8 @@ func (c *hostConn) Write(b []byte) (int, error) {
 			d.mu.Lock()
 			continue
 		}
-		d.wait(p, c.writeDeadline, &s)
+		c.WaitWrite(p.wake, func() { d.unlockAndSignal(&s) })
 	}
-}
-
-func expired(deadline time.Time) bool {
-	return !deadline.IsZero() && !time.Now().Before(deadline)
-}
-
-// wait is called with d.mu held: it releases it (raising the interrupts
-// collected so far), sleeps until the port's state changes or the deadline
-// passes, and takes d.mu again.
-func (d *Device) wait(p *port, deadline time.Time, s *signals) {
-	wake := p.wake
-	var timeout <-chan time.Time
-	if !deadline.IsZero() {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		timeout = t.C
-	}
-	d.unlockAndSignal(s)
-	select {
-	case <-wake:
-	case <-timeout:
-	}
-	d.mu.Lock()
 }
 
 // Close implements net.Conn. The host hangs up: the guest is told
@@ -163,34 +148,6 @@ func (c *hostConn) Close() error {
 	d.discardIfHungUp(c.p, &s)
 	c.p.broadcast()
 	d.unlockAndSignal(&s)
-	return nil
-}
-
-// SetDeadline implements net.Conn.
-func (c *hostConn) SetDeadline(t time.Time) error {
-	return c.setDeadlines(func() { c.readDeadline, c.writeDeadline = t, t })
-}
-
-// SetReadDeadline implements net.Conn.
-func (c *hostConn) SetReadDeadline(t time.Time) error {
-	return c.setDeadlines(func() { c.readDeadline = t })
-}
-
-// SetWriteDeadline implements net.Conn.
-func (c *hostConn) SetWriteDeadline(t time.Time) error {
-	return c.setDeadlines(func() { c.writeDeadline = t })
-}
-
-// setDeadlines applies set under d.mu and wakes blocked calls, which
-// re-arm their timers from the new deadline.
-func (c *hostConn) setDeadlines(set func()) error {
-	c.d.mu.Lock()
-	defer c.d.mu.Unlock()
-	if c.closed {
-		return c.opError("set deadline", net.ErrClosed)
-	}
-	set()
-	c.p.broadcast()
 	return nil
 }
 

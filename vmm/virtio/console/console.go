@@ -92,7 +92,7 @@ func New(ports []Port) (*Device, error) {
 	d := &Device{sendBuffer: defaultSendBuffer}
 	for i, p := range ports {
 		pt := &port{id: uint32(i), name: p.Name, wake: make(chan struct{})}
-		pt.conn = &hostConn{d: d, p: pt}
+		pt.conn = newHostConn(d, pt)
 		d.ports = append(d.ports, pt)
 	}
 	return d, nil
@@ -149,7 +149,7 @@ func (d *Device) Conn(name string) (net.Conn, error) {
 		}
 		s := d.signals()
 		if p.conn.closed && !d.closed {
-			p.conn = &hostConn{d: d, p: p}
+			p.conn = newHostConn(d, p)
 			p.pending = nil
 			if d.active && d.multiport && p.ready {
 				d.send(control(p.id, evPortOpen, 1, nil))

@@ -276,24 +276,24 @@ func TestBytesFlowBothWaysOnTwoPortsWithoutMixing(t *testing.T) {
 	g.open(1)
 	const n = 200 << 10
 	agent, logc := hostSide(t, d, "agent.0"), hostSide(t, d, "log.0")
-	wa, wl := hostWrite(agent, pattern(1, n)), hostWrite(logc, pattern(2, n))
-	ra, rl := hostRead(agent, n), hostRead(logc, n)
-	s0 := &stream{id: 0, out: pattern(3, n), want: n}
-	s1 := &stream{id: 1, out: pattern(4, n), want: n}
+	wa, wl := virtiotest.HostWrite(agent, virtiotest.Pattern(1, n)), virtiotest.HostWrite(logc, virtiotest.Pattern(2, n))
+	ra, rl := virtiotest.HostRead(agent, n), virtiotest.HostRead(logc, n)
+	s0 := &stream{id: 0, out: virtiotest.Pattern(3, n), want: n}
+	s1 := &stream{id: 1, out: virtiotest.Pattern(4, n), want: n}
 	g.pump(3000, s0, s1)
-	for _, w := range []<-chan result{wa, wl} {
-		if r := await(t, w, "host write"); r.err != nil || r.n != n {
-			t.Fatalf("host write = %d, %v", r.n, r.err)
+	for _, w := range []<-chan virtiotest.Result{wa, wl} {
+		if r := virtiotest.Await(t, w, "host write"); r.Err != nil || r.N != n {
+			t.Fatalf("host write = %d, %v", r.N, r.Err)
 		}
 	}
-	if !bytes.Equal(s0.in, pattern(1, n)) || !bytes.Equal(s1.in, pattern(2, n)) {
+	if !bytes.Equal(s0.in, virtiotest.Pattern(1, n)) || !bytes.Equal(s1.in, virtiotest.Pattern(2, n)) {
 		t.Fatal("guest read the wrong bytes: streams mixed or reordered")
 	}
-	if r := await(t, ra, "host read of agent.0"); r.err != nil || !bytes.Equal(r.data, pattern(3, n)) {
-		t.Fatalf("agent.0 host read: %v, bytes equal %v", r.err, bytes.Equal(r.data, pattern(3, n)))
+	if r := virtiotest.Await(t, ra, "host read of agent.0"); r.Err != nil || !bytes.Equal(r.Data, virtiotest.Pattern(3, n)) {
+		t.Fatalf("agent.0 host read: %v, bytes equal %v", r.Err, bytes.Equal(r.Data, virtiotest.Pattern(3, n)))
 	}
-	if r := await(t, rl, "host read of log.0"); r.err != nil || !bytes.Equal(r.data, pattern(4, n)) {
-		t.Fatalf("log.0 host read: %v, bytes equal %v", r.err, bytes.Equal(r.data, pattern(4, n)))
+	if r := virtiotest.Await(t, rl, "host read of log.0"); r.Err != nil || !bytes.Equal(r.Data, virtiotest.Pattern(4, n)) {
+		t.Fatalf("log.0 host read: %v, bytes equal %v", r.Err, bytes.Equal(r.Data, virtiotest.Pattern(4, n)))
 	}
 }
 
@@ -316,17 +316,17 @@ func oneMiBRoundTrip(t *testing.T, features uint64) {
 	g.open(0)
 	const n = 1 << 20
 	c := hostSide(t, d, "agent.0")
-	w, r := hostWrite(c, pattern(5, n)), hostRead(c, n)
-	s := &stream{id: 0, out: pattern(6, n), want: n}
+	w, r := virtiotest.HostWrite(c, virtiotest.Pattern(5, n)), virtiotest.HostRead(c, n)
+	s := &stream{id: 0, out: virtiotest.Pattern(6, n), want: n}
 	g.pump(pageSize, s)
-	if res := await(t, w, "host write"); res.err != nil || res.n != n {
-		t.Fatalf("host write = %d, %v", res.n, res.err)
+	if res := virtiotest.Await(t, w, "host write"); res.Err != nil || res.N != n {
+		t.Fatalf("host write = %d, %v", res.N, res.Err)
 	}
-	if !bytes.Equal(s.in, pattern(5, n)) {
+	if !bytes.Equal(s.in, virtiotest.Pattern(5, n)) {
 		t.Fatal("guest did not read the host's MiB intact")
 	}
-	if res := await(t, r, "host read"); res.err != nil || !bytes.Equal(res.data, pattern(6, n)) {
-		t.Fatalf("host did not read the guest's MiB intact (err %v)", res.err)
+	if res := virtiotest.Await(t, r, "host read"); res.Err != nil || !bytes.Equal(res.Data, virtiotest.Pattern(6, n)) {
+		t.Fatalf("host did not read the guest's MiB intact (err %v)", res.Err)
 	}
 	if features&virtio.FeatureEventIdx == 0 && (g.irq.Count(rxQueue(0)) == 0 || g.irq.Count(txQueue(0)) == 0) {
 		t.Fatal("data moved without interrupts though the driver did not suppress them")
@@ -339,19 +339,19 @@ func TestGuestTransmitStallsWhileTheHostDoesNotRead(t *testing.T) {
 	g.handshake()
 	g.open(0)
 	tx := g.q[txQueue(0)]
-	want := pattern(7, 8*1024)
+	want := virtiotest.Pattern(7, 8*1024)
 	for i := 0; i < len(want); i += 1024 {
 		tx.Add([][]byte{want[i : i+1024]}, nil)
 	}
 	g.dev.Notify(txQueue(0))
-	time.Sleep(quiet)
+	time.Sleep(virtiotest.Quiet)
 	if u, ok := tx.Next(); ok {
 		t.Fatalf("chain %d returned though the host read nothing", u.Head)
 	}
 	// A short read returns only the chains it consumed entirely.
 	c := hostSide(t, d, "agent.0")
-	if r := await(t, hostRead(c, 1500), "host read"); r.err != nil || !bytes.Equal(r.data, want[:1500]) {
-		t.Fatalf("first read: %v", r.err)
+	if r := virtiotest.Await(t, virtiotest.HostRead(c, 1500), "host read"); r.Err != nil || !bytes.Equal(r.Data, want[:1500]) {
+		t.Fatalf("first read: %v", r.Err)
 	}
 	if _, ok := tx.Next(); !ok {
 		t.Fatal("the fully read first chain was not returned")
@@ -359,8 +359,8 @@ func TestGuestTransmitStallsWhileTheHostDoesNotRead(t *testing.T) {
 	if u, ok := tx.Next(); ok {
 		t.Fatalf("the half-read second chain %d was returned", u.Head)
 	}
-	if r := await(t, hostRead(c, len(want)-1500), "host read"); r.err != nil || !bytes.Equal(r.data, want[1500:]) {
-		t.Fatalf("second read: %v", r.err)
+	if r := virtiotest.Await(t, virtiotest.HostRead(c, len(want)-1500), "host read"); r.Err != nil || !bytes.Equal(r.Data, want[1500:]) {
+		t.Fatalf("second read: %v", r.Err)
 	}
 	for i := 1; i < 8; i++ {
 		if _, ok := tx.Next(); !ok {
@@ -375,20 +375,20 @@ func TestHostWriteWaitsForGuestReceiveBuffers(t *testing.T) {
 	g.rxShape, g.rxFill = []int{64}, 2
 	g.handshake()
 	g.open(0)
-	want := pattern(8, 300)
-	w := hostWrite(hostSide(t, d, "agent.0"), want)
+	want := virtiotest.Pattern(8, 300)
+	w := virtiotest.HostWrite(hostSide(t, d, "agent.0"), want)
 	rx := g.q[rxQueue(0)]
 	var got []byte
 	for range 2 {
-		got = append(got, rx.Wait(t, waitFor).Data...)
+		got = append(got, rx.Wait(t, virtiotest.WaitFor).Data...)
 	}
-	pending(t, w, "host write with no receive buffers left")
+	virtiotest.Pending(t, w, "host write with no receive buffers left")
 	g.fillRx(0, 3)
-	if r := await(t, w, "host write"); r.err != nil || r.n != len(want) {
-		t.Fatalf("host write = %d, %v", r.n, r.err)
+	if r := virtiotest.Await(t, w, "host write"); r.Err != nil || r.N != len(want) {
+		t.Fatalf("host write = %d, %v", r.N, r.Err)
 	}
 	for range 3 {
-		got = append(got, rx.Wait(t, waitFor).Data...)
+		got = append(got, rx.Wait(t, virtiotest.WaitFor).Data...)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("guest read %q, want %q", got, want)
@@ -410,8 +410,8 @@ func TestSmallHostWritesDoNotWaitForTheGuest(t *testing.T) {
 		t.Fatalf("write = %d, %v", n, err)
 	}
 	// Beyond the send buffer, a write waits; its deadline still works.
-	c.SetWriteDeadline(time.Now().Add(quiet))
-	big := pattern(9, defaultSendBuffer)
+	c.SetWriteDeadline(time.Now().Add(virtiotest.Quiet))
+	big := virtiotest.Pattern(9, defaultSendBuffer)
 	n, err := c.Write(big)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || n != defaultSendBuffer-7 {
 		t.Fatalf("write past the send buffer = %d, %v; want %d then a timeout", n, err, defaultSendBuffer-7)
@@ -440,7 +440,7 @@ func TestDeadlinesEndBlockedCallsWithATimeout(t *testing.T) {
 			d := newDevice(t, "agent.0")
 			boot(t, d, FeatureMultiport) // the guest never opens the port
 			c := hostSide(t, d, "agent.0")
-			if err := tt.setDeadline(c, time.Now().Add(quiet)); err != nil {
+			if err := tt.setDeadline(c, time.Now().Add(virtiotest.Quiet)); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
@@ -449,7 +449,7 @@ func TestDeadlinesEndBlockedCallsWithATimeout(t *testing.T) {
 			if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 				t.Fatalf("%s = %d, %v; want a timeout", tt.name, n, err)
 			}
-			if time.Since(start) < quiet/2 {
+			if time.Since(start) < virtiotest.Quiet/2 {
 				t.Fatalf("%s timed out after %v, before the deadline", tt.name, time.Since(start))
 			}
 		})
@@ -458,14 +458,14 @@ func TestDeadlinesEndBlockedCallsWithATimeout(t *testing.T) {
 			c := hostSide(t, d, "agent.0")
 			ch := make(chan error, 1)
 			go func() { _, err := tt.op(c); ch <- err }()
-			time.Sleep(quiet / 2)
+			time.Sleep(virtiotest.Quiet / 2)
 			c.SetDeadline(time.Now().Add(-time.Second))
 			select {
 			case err := <-ch:
 				if !errors.Is(err, os.ErrDeadlineExceeded) {
 					t.Fatalf("%s = %v, want a timeout", tt.name, err)
 				}
-			case <-time.After(waitFor):
+			case <-time.After(virtiotest.WaitFor):
 				t.Fatalf("blocked %s did not notice the new deadline", tt.name)
 			}
 			c.SetDeadline(time.Time{})
@@ -480,26 +480,26 @@ func TestHostDataWaitsWhileTheGuestHasThePortClosed(t *testing.T) {
 	c := hostSide(t, d, "agent.0")
 	rx := g.q[rxQueue(0)]
 
-	w := hostWrite(c, []byte("before open"))
-	pending(t, w, "host write before the guest opened the port")
+	w := virtiotest.HostWrite(c, []byte("before open"))
+	virtiotest.Pending(t, w, "host write before the guest opened the port")
 	g.open(0)
-	await(t, w, "host write")
-	if u := rx.Wait(t, waitFor); string(u.Data) != "before open" {
+	virtiotest.Await(t, w, "host write")
+	if u := rx.Wait(t, virtiotest.WaitFor); string(u.Data) != "before open" {
 		t.Fatalf("guest read %q", u.Data)
 	}
 	g.fillRx(0, 1)
 
 	g.close(0)
-	w = hostWrite(c, []byte("kept for the next open"))
-	pending(t, w, "host write while the guest has the port closed")
+	w = virtiotest.HostWrite(c, []byte("kept for the next open"))
+	virtiotest.Pending(t, w, "host write while the guest has the port closed")
 	if u, ok := rx.Next(); ok {
 		t.Fatalf("data %q delivered to a closed port, where Linux throws it away", u.Data)
 	}
 	g.open(0)
-	if r := await(t, w, "host write"); r.err != nil {
-		t.Fatal(r.err)
+	if r := virtiotest.Await(t, w, "host write"); r.Err != nil {
+		t.Fatal(r.Err)
 	}
-	if u := rx.Wait(t, waitFor); string(u.Data) != "kept for the next open" {
+	if u := rx.Wait(t, virtiotest.WaitFor); string(u.Data) != "kept for the next open" {
 		t.Fatalf("guest read %q after reopening", u.Data)
 	}
 }
@@ -562,12 +562,12 @@ func TestBadDescriptorChainsDoNotPanic(t *testing.T) {
 				}
 				c.Write(make([]byte, g.rxFill*pageSize))
 				for i := 0; i < g.rxFill; i++ {
-					g.q[0].Wait(t, waitFor)
+					g.q[0].Wait(t, virtiotest.WaitFor)
 				}
 			}
 			tt.build(g.q[tt.queue])
 			g.dev.Notify(tt.queue)
-			c.SetDeadline(time.Now().Add(quiet))
+			c.SetDeadline(time.Now().Add(virtiotest.Quiet))
 			if tt.queue == 0 {
 				if _, err := c.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
 					t.Fatalf("write over a broken receive queue = %v, want a timeout", err)
@@ -577,11 +577,11 @@ func TestBadDescriptorChainsDoNotPanic(t *testing.T) {
 			}
 			// The other port is unaffected.
 			s := &stream{id: 1, out: []byte("still fine"), want: 2}
-			w, r := hostWrite(hostSide(t, d, "log.0"), []byte("ok")), hostRead(hostSide(t, d, "log.0"), len(s.out))
+			w, r := virtiotest.HostWrite(hostSide(t, d, "log.0"), []byte("ok")), virtiotest.HostRead(hostSide(t, d, "log.0"), len(s.out))
 			g.pump(pageSize, s)
-			await(t, w, "host write on the other port")
-			if res := await(t, r, "host read on the other port"); string(res.data) != "still fine" || string(s.in) != "ok" {
-				t.Fatalf("other port carried %q and %q", res.data, s.in)
+			virtiotest.Await(t, w, "host write on the other port")
+			if res := virtiotest.Await(t, r, "host read on the other port"); string(res.Data) != "still fine" || string(s.in) != "ok" {
+				t.Fatalf("other port carried %q and %q", res.Data, s.in)
 			}
 		})
 	}
@@ -595,14 +595,14 @@ func TestReceiveChainWithoutWritableBuffersIsReturnedEmpty(t *testing.T) {
 	g.open(0)
 	g.q[0].Add([][]byte{[]byte("readable only")}, nil)
 	g.fillRx(0, 1)
-	w := hostWrite(hostSide(t, d, "agent.0"), []byte("data"))
-	if u := g.q[0].Wait(t, waitFor); u.Written != 0 {
+	w := virtiotest.HostWrite(hostSide(t, d, "agent.0"), []byte("data"))
+	if u := g.q[0].Wait(t, virtiotest.WaitFor); u.Written != 0 {
 		t.Fatalf("readable-only chain came back with %d written", u.Written)
 	}
-	if u := g.q[0].Wait(t, waitFor); string(u.Data) != "data" {
+	if u := g.q[0].Wait(t, virtiotest.WaitFor); string(u.Data) != "data" {
 		t.Fatalf("guest read %q", u.Data)
 	}
-	await(t, w, "host write")
+	virtiotest.Await(t, w, "host write")
 }
 
 func TestResetThenActivateGivesAFreshPortOnTheSameConn(t *testing.T) {
@@ -611,16 +611,16 @@ func TestResetThenActivateGivesAFreshPortOnTheSameConn(t *testing.T) {
 	g.handshake()
 	g.open(0)
 	c := hostSide(t, d, "agent.0")
-	r := hostRead(c, 5) // blocked across the reset
-	time.Sleep(quiet / 2)
+	r := virtiotest.HostRead(c, 5) // blocked across the reset
+	time.Sleep(virtiotest.Quiet / 2)
 
 	d.Reset()
 	old := g.q[rxQueue(0)]
-	w := hostWrite(c, []byte("after the reset"))
+	w := virtiotest.HostWrite(c, []byte("after the reset"))
 	g.q[txQueue(0)].Add([][]byte{[]byte("stale")}, nil)
 	g.dev.Notify(txQueue(0))
-	pending(t, w, "host write while the device is reset")
-	pending(t, r, "host read while the device is reset")
+	virtiotest.Pending(t, w, "host write while the device is reset")
+	virtiotest.Pending(t, r, "host read while the device is reset")
 	if u, ok := old.Next(); ok {
 		t.Fatalf("device used the old receive queue after the reset: %+v", u)
 	}
@@ -636,11 +636,11 @@ func TestResetThenActivateGivesAFreshPortOnTheSameConn(t *testing.T) {
 	if string(s.in) != "after the reset" {
 		t.Fatalf("guest read %q after re-activation", s.in)
 	}
-	if res := await(t, r, "host read"); res.err != nil || string(res.data) != "fresh" {
-		t.Fatalf("host read %q, %v after re-activation", res.data, res.err)
+	if res := virtiotest.Await(t, r, "host read"); res.Err != nil || string(res.Data) != "fresh" {
+		t.Fatalf("host read %q, %v after re-activation", res.Data, res.Err)
 	}
-	if res := await(t, w, "host write"); res.err != nil {
-		t.Fatal(res.err)
+	if res := virtiotest.Await(t, w, "host write"); res.Err != nil {
+		t.Fatal(res.Err)
 	}
 	if err := d.Activate(g.mem, FeatureMultiport, make([]*virtio.Queue, 4), g.irq); err == nil {
 		t.Fatal("Activate on an active device succeeded")
@@ -672,15 +672,7 @@ func TestHostCloseHangsUpTheGuestPort(t *testing.T) {
 	if _, ok := tx.Next(); !ok {
 		t.Fatal("transmit chain after the hang-up kept")
 	}
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("read after Close = %v", err)
-	}
-	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("write after Close = %v", err)
-	}
-	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("second Close = %v", err)
-	}
+	virtiotest.Closed(t, c)
 	// A reloaded driver finds the port, but not the host.
 	d.Reset()
 	g2 := g.reprobe(FeatureMultiport)
@@ -722,16 +714,16 @@ func TestConnAfterCloseReconnectsTheHostAndDropsTheOldSessionsBytes(t *testing.T
 		t.Fatalf("guest not told the host reconnected; log %v", g.log)
 	}
 	const n = 4 << 10
-	w, r := hostWrite(c, pattern(5, n)), hostRead(c, n)
-	s0 := &stream{id: 0, out: pattern(6, n), want: n}
+	w, r := virtiotest.HostWrite(c, virtiotest.Pattern(5, n)), virtiotest.HostRead(c, n)
+	s0 := &stream{id: 0, out: virtiotest.Pattern(6, n), want: n}
 	g.pump(1000, s0)
-	if res := await(t, w, "host write"); res.err != nil || res.n != n {
-		t.Fatalf("host write on the new conn = %d, %v", res.n, res.err)
+	if res := virtiotest.Await(t, w, "host write"); res.Err != nil || res.N != n {
+		t.Fatalf("host write on the new conn = %d, %v", res.N, res.Err)
 	}
-	if res := await(t, r, "host read"); res.err != nil || !bytes.Equal(res.data, pattern(6, n)) {
-		t.Fatalf("host read on the new conn: %v (stale bytes or loss)", res.err)
+	if res := virtiotest.Await(t, r, "host read"); res.Err != nil || !bytes.Equal(res.Data, virtiotest.Pattern(6, n)) {
+		t.Fatalf("host read on the new conn: %v (stale bytes or loss)", res.Err)
 	}
-	if !bytes.Equal(s0.in, pattern(5, n)) {
+	if !bytes.Equal(s0.in, virtiotest.Pattern(5, n)) {
 		t.Fatal("guest read the wrong bytes on the new session")
 	}
 	if _, err := old.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
@@ -746,18 +738,18 @@ func TestCloseEndsHostConnsAndLeavesNoGoroutines(t *testing.T) {
 	g.handshake()
 	g.open(0)
 	a, l := hostSide(t, d, "agent.0"), hostSide(t, d, "log.0")
-	r := hostRead(a, 1)                // blocked: the guest writes nothing
-	w := hostWrite(l, []byte("never")) // blocked: the guest never opens log.0
-	pending(t, r, "host read")
-	pending(t, w, "host write")
+	r := virtiotest.HostRead(a, 1)                // blocked: the guest writes nothing
+	w := virtiotest.HostWrite(l, []byte("never")) // blocked: the guest never opens log.0
+	virtiotest.Pending(t, r, "host read")
+	virtiotest.Pending(t, w, "host write")
 
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if res := await(t, r, "host read"); !errors.Is(res.err, io.EOF) {
-		t.Fatalf("blocked read ended with %v, want EOF", res.err)
+	if res := virtiotest.Await(t, r, "host read"); !errors.Is(res.Err, io.EOF) {
+		t.Fatalf("blocked read ended with %v, want EOF", res.Err)
 	}
-	if res := await(t, w, "host write"); res.err == nil {
+	if res := virtiotest.Await(t, w, "host write"); res.Err == nil {
 		t.Fatal("blocked write succeeded on a closed device")
 	}
 	if _, err := a.Read(make([]byte, 1)); err != io.EOF {
@@ -770,7 +762,7 @@ func TestCloseEndsHostConnsAndLeavesNoGoroutines(t *testing.T) {
 		t.Fatal("Activate after Close succeeded")
 	}
 	g.dev.Notify(0) // ignored, no panic
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(virtiotest.WaitFor)
 	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
@@ -784,18 +776,18 @@ func TestWithoutMultiportPortZeroIsAnOpenConsole(t *testing.T) {
 	g := boot(t, d, 0)
 	g.fillRx(0, 4)
 	c := hostSide(t, d, "console")
-	w, r := hostWrite(c, []byte("login: ")), hostRead(c, 4)
+	w, r := virtiotest.HostWrite(c, []byte("login: ")), virtiotest.HostRead(c, 4)
 	s := &stream{id: 0, out: []byte("root"), want: len("login: ")}
 	g.pump(pageSize, s)
 	if string(s.in) != "login: " {
 		t.Fatalf("guest read %q", s.in)
 	}
-	if res := await(t, r, "host read"); string(res.data) != "root" {
-		t.Fatalf("host read %q", res.data)
+	if res := virtiotest.Await(t, r, "host read"); string(res.Data) != "root" {
+		t.Fatalf("host read %q", res.Data)
 	}
-	await(t, w, "host write")
+	virtiotest.Await(t, w, "host write")
 	u := hostSide(t, d, "unreachable")
-	u.SetDeadline(time.Now().Add(quiet))
+	u.SetDeadline(time.Now().Add(virtiotest.Quiet))
 	if _, err := u.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("write to a port the guest cannot see = %v, want a timeout", err)
 	}
@@ -812,14 +804,14 @@ func TestInterruptsFollowTheDriversSuppressionFlag(t *testing.T) {
 	rx := g.q[rxQueue(0)]
 	before := g.irq.Count(rxQueue(0))
 	rx.SuppressInterrupts(true)
-	await(t, hostWrite(hostSide(t, d, "agent.0"), []byte("quiet")), "host write")
-	rx.Wait(t, waitFor)
+	virtiotest.Await(t, virtiotest.HostWrite(hostSide(t, d, "agent.0"), []byte("quiet")), "host write")
+	rx.Wait(t, virtiotest.WaitFor)
 	if n := g.irq.Count(rxQueue(0)); n != before {
 		t.Fatalf("%d interrupts while suppressed", n-before)
 	}
 	rx.SuppressInterrupts(false)
-	await(t, hostWrite(hostSide(t, d, "agent.0"), []byte("loud")), "host write")
-	rx.Wait(t, waitFor)
+	virtiotest.Await(t, virtiotest.HostWrite(hostSide(t, d, "agent.0"), []byte("loud")), "host write")
+	rx.Wait(t, virtiotest.WaitFor)
 	if g.irq.Count(rxQueue(0)) != before+1 {
 		t.Fatalf("%d interrupts for one chain, want 1", g.irq.Count(rxQueue(0))-before)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -21,10 +20,7 @@ const (
 	ramSize  = 64 << 20
 	pageSize = 4096
 	// badID is VIRTIO_CONSOLE_BAD_ID, the id Linux sends DEVICE_READY with.
-	badID   = ^uint32(0)
-	waitFor = 10 * time.Second
-	// quiet is how long a test watches for something that must not happen.
-	quiet = 100 * time.Millisecond
+	badID = ^uint32(0)
 )
 
 // newDevice returns a device with ports named names, closed when the test
@@ -254,7 +250,7 @@ type stream struct {
 // buffer back, until everything is written and returned and read.
 func (g *guest) pump(chunk int, streams ...*stream) {
 	g.t.Helper()
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(virtiotest.WaitFor)
 	for {
 		done, progress := true, false
 		for _, s := range streams {
@@ -301,62 +297,4 @@ func (g *guest) pump(chunk int, streams ...*stream) {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}
-}
-
-// result is what a host goroutine's Read or Write ended with.
-type result struct {
-	n    int
-	data []byte
-	err  error
-}
-
-// hostWrite writes data on c in a goroutine.
-func hostWrite(c net.Conn, data []byte) <-chan result {
-	ch := make(chan result, 1)
-	go func() {
-		n, err := c.Write(data)
-		ch <- result{n: n, err: err}
-	}()
-	return ch
-}
-
-// hostRead reads exactly n bytes from c in a goroutine.
-func hostRead(c net.Conn, n int) <-chan result {
-	ch := make(chan result, 1)
-	go func() {
-		b := make([]byte, n)
-		k, err := io.ReadFull(c, b)
-		ch <- result{n: k, data: b[:k], err: err}
-	}()
-	return ch
-}
-
-func await(t *testing.T, ch <-chan result, what string) result {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(waitFor):
-		t.Fatalf("%s did not finish within %v", what, waitFor)
-	}
-	panic("unreachable")
-}
-
-func pending(t *testing.T, ch <-chan result, what string) {
-	t.Helper()
-	select {
-	case r := <-ch:
-		t.Fatalf("%s finished (n %d, err %v) but should still wait", what, r.n, r.err)
-	case <-time.After(quiet):
-	}
-}
-
-// pattern is n bytes that differ per seed and per position, so mixed or
-// reordered streams do not compare equal.
-func pattern(seed byte, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = seed ^ byte(i) ^ byte(i>>8)*7 ^ byte(i>>16)*13
-	}
-	return b
 }

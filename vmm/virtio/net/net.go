@@ -172,7 +172,7 @@ func (d *Device) Activate(mem *memory.Memory, features uint64, queues []*virtio.
 		spawn(s.receive)
 		spawn(s.transmit)
 		// Frames may have been queued before DRIVER_OK without a kick.
-		wake(s.txKick)
+		virtio.WakeUp(s.txKick)
 		return s, nil
 	})
 	if err != nil {
@@ -190,9 +190,9 @@ func (d *Device) Notify(q int) {
 	}
 	switch q {
 	case rxQueue:
-		wake(s.rxKick)
+		virtio.WakeUp(s.rxKick)
 	case txQueue:
-		wake(s.txKick)
+		virtio.WakeUp(s.txKick)
 	}
 }
 

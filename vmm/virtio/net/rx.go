@@ -17,7 +17,7 @@ func (s *session) receive() {
 	for {
 		n, err := s.tap.Read(buf)
 		if err != nil {
-			if !s.stopping() {
+			if !virtio.Stopping(s.stop) {
 				s.fail(fmt.Errorf("virtio-net: read TAP: %w", err))
 			}
 			return
@@ -27,7 +27,7 @@ func (s *session) receive() {
 			continue
 		}
 		if used, err = s.deliver(frame, used[:0]); err != nil {
-			if !s.stopping() {
+			if !virtio.Stopping(s.stop) {
 				s.fail(err)
 			}
 			return

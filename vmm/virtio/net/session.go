@@ -45,15 +45,6 @@ func newSession(tapFile *os.File, features uint64, rxq, txq *virtio.Queue, irq v
 	}
 }
 
-func (s *session) stopping() bool {
-	select {
-	case <-s.stop:
-		return true
-	default:
-		return false
-	}
-}
-
 // fail records why a goroutine gave up its queue; the first reason wins.
 func (s *session) fail(err error) {
 	s.mu.Lock()
@@ -81,13 +72,6 @@ func (s *session) push(q int, vq *virtio.Queue, used []virtio.Used) bool {
 		return false
 	}
 	return true
-}
-
-func wake(kick chan struct{}) {
-	select {
-	case kick <- struct{}{}:
-	default:
-	}
 }
 
 func putU16(b []byte, v uint16) { binary.LittleEndian.PutUint16(b, v) }

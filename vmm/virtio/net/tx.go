@@ -16,7 +16,7 @@ func (s *session) transmit() {
 			return
 		case <-s.txKick:
 		}
-		for !s.stopping() {
+		for !virtio.Stopping(s.stop) {
 			c, ok, err := s.txq.Pop()
 			if err != nil {
 				s.fail(fmt.Errorf("virtio-net: transmit queue: %w", err))
@@ -48,7 +48,7 @@ func (s *session) send(c *virtio.Chain, buf []byte) bool {
 	for _, b := range c.Readable {
 		off += copy(buf[off:], b)
 	}
-	if _, err := s.tap.Write(buf[:n]); err != nil && s.stopping() {
+	if _, err := s.tap.Write(buf[:n]); err != nil && virtio.Stopping(s.stop) {
 		return false
 	}
 	return true
