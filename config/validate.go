@@ -153,6 +153,7 @@ func (c *Config) Validate() error {
 	if b.MemoryMiB < minMemoryMiB {
 		p.add("hypervisor.builtin.memory_mib", b.MemoryMiB, fmt.Sprintf("at least %d", minMemoryMiB))
 	}
+	p.oneOf("hypervisor.builtin.agent_channel", b.AgentChannel, agentChannels)
 
 	a := c.Agent
 	switch {

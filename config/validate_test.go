@@ -54,6 +54,8 @@ func TestValidateNamesKeyValueAndAllowedValues(t *testing.T) {
 			`config /etc/joey/config.toml: hypervisor.qemu.shared_fs = "nfs": want one of 9p, virtio-fs`},
 		{"agent channel", func(c *Config) { c.Hypervisor.QEMU.AgentChannel = "tcp" },
 			`config /etc/joey/config.toml: hypervisor.qemu.agent_channel = "tcp": want one of serial, vsock`},
+		{"builtin agent channel", func(c *Config) { c.Hypervisor.Builtin.AgentChannel = "pipe" },
+			`config /etc/joey/config.toml: hypervisor.builtin.agent_channel = "pipe": want one of serial, vsock`},
 		{"NUL in extra arg", func(c *Config) { c.Hypervisor.QEMU.ExtraArgs = []string{"-d", "a\x00b"} },
 			`config /etc/joey/config.toml: hypervisor.qemu.extra_args[1] = "a\x00b": want a string without NUL bytes`},
 		{"builtin vcpus", func(c *Config) { c.Hypervisor.Builtin.VCPUs = 1000 },

@@ -25,7 +25,8 @@ const (
 	// ChannelSerial is a virtio-serial port; works on every host. The empty
 	// ChannelKind means the same.
 	ChannelSerial ChannelKind = "serial"
-	// ChannelVsock is AF_VSOCK; needs /dev/vhost-vsock on the host.
+	// ChannelVsock is AF_VSOCK; QEMU needs /dev/vhost-vsock on the host,
+	// the built-in VMM serves it in process.
 	ChannelVsock ChannelKind = "vsock"
 )
 

@@ -31,9 +31,6 @@ func TestStartRefusesWhatTheBuiltinVMMDoesNotDoNamingTheSetting(t *testing.T) {
 	}{
 		{"tcg", func(c *hypervisor.Config) { c.Accel = hypervisor.AccelTCG }, "accel", errdefs.ErrInvalidArgument},
 		{"qemu machine", func(c *hypervisor.Config) { c.Machine = "q35" }, "machine", errdefs.ErrInvalidArgument},
-		{"vsock", func(c *hypervisor.Config) {
-			c.AgentChannel = hypervisor.AgentChannel{Kind: hypervisor.ChannelVsock, GuestCID: 3, Port: 1024}
-		}, "vsock", errdefs.ErrNotImplemented},
 		{"vcpu hotplug", func(c *hypervisor.Config) { c.MaxVCPUs = 4 }, "max vcpus", errdefs.ErrNotImplemented},
 		{"device hotplug", func(c *hypervisor.Config) { c.HotplugSlots = 2 }, "hotplug", errdefs.ErrNotImplemented},
 		{"virtio-fs", func(c *hypervisor.Config) {

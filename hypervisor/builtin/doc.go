@@ -70,8 +70,6 @@ func check(cfg *hypervisor.Config) error {
 		return fmt.Errorf("builtin hypervisor: accel %q is QEMU's emulator; the built-in VMM always uses KVM: leave accel unset or use the qemu hypervisor: %w", cfg.Accel, errdefs.ErrInvalidArgument)
 	case cfg.Machine != "":
 		return fmt.Errorf("builtin hypervisor: machine %q is a QEMU machine type; the built-in VMM has one machine: leave it unset: %w", cfg.Machine, errdefs.ErrInvalidArgument)
-	case cfg.AgentChannel.IsVsock():
-		return unsupported("agent channel vsock (the built-in VMM has no vsock device; use the serial channel, an in-process port)")
 	case cfg.MaxVCPUs > cfg.VCPUs:
 		return unsupported("max vcpus %d > vcpus %d (vCPU hotplug)", cfg.MaxVCPUs, cfg.VCPUs)
 	case cfg.HotplugSlots > 0:

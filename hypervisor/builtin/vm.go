@@ -37,7 +37,7 @@ func (d *Driver) Capabilities(context.Context) (hypervisor.Capabilities, error) 
 		Pause:         no("pausing"),
 		Snapshot:      no("snapshotting"),
 		SharedFS:      []hypervisor.SharedFSKind{hypervisor.SharedFS9P},
-		AgentChannels: []hypervisor.ChannelKind{hypervisor.ChannelSerial},
+		AgentChannels: []hypervisor.ChannelKind{hypervisor.ChannelSerial, hypervisor.ChannelVsock},
 	}, nil
 }
 
@@ -96,6 +96,10 @@ func (d *Driver) Start(ctx context.Context, cfg *hypervisor.Config) (_ hyperviso
 	if cfg.DebugConsole {
 		vc.Ports = append(vc.Ports, hypervisor.DebugConsolePort)
 	}
+	if cfg.AgentChannel.IsVsock() {
+		vc.VsockCID = uint64(cfg.AgentChannel.GuestCID)
+		v.agentVsockPort = cfg.AgentChannel.Port
+	}
 	for _, fs := range cfg.SharedFS {
 		vc.Shares = append(vc.Shares, vm.Share{Tag: fs.Tag, Dir: fs.HostPath, ReadOnly: fs.ReadOnly})
 	}
@@ -133,9 +137,12 @@ func kernelParams(cfg *hypervisor.Config) []string {
 type builtinVM struct {
 	id, stateDir string
 	agentPort    string
-	debugConsole bool
-	vm           *vm.VM
-	consoleLog   *os.File
+	// agentVsockPort is the agent's vsock port when the channel is
+	// vsock, 0 otherwise.
+	agentVsockPort uint32
+	debugConsole   bool
+	vm             *vm.VM
+	consoleLog     *os.File
 	// done is closed once the VM has ended and released everything;
 	// end is written before.
 	done chan struct{}
@@ -204,9 +211,21 @@ func (v *builtinVM) ExitErr() error {
 	return fmt.Errorf("vm %s: %v", v.id, v.end)
 }
 
-// AgentConn implements hypervisor.VM: the host side of the agent's port,
-// an in-process connection.
+// AgentConn implements hypervisor.VM: the host side of the agent's port
+// or a connection to its vsock port, in process either way.
 func (v *builtinVM) AgentConn(ctx context.Context) (net.Conn, error) {
+	if v.agentVsockPort != 0 {
+		select {
+		case <-v.done:
+			return nil, fmt.Errorf("vm %s: vsock port %d: the VM has ended", v.id, v.agentVsockPort)
+		default:
+		}
+		c, err := v.vm.DialVsock(ctx, v.agentVsockPort)
+		if err != nil {
+			return nil, fmt.Errorf("vm %s: %w", v.id, err)
+		}
+		return c, nil
+	}
 	return v.port(ctx, v.agentPort)
 }
 

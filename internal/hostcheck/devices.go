@@ -41,7 +41,7 @@ func vhostNet(h Host) Check {
 
 func vhostVsock(h Host) Check {
 	return optionalDevice(h, "vhost-vsock", "/dev/vhost-vsock",
-		"the agent channel uses virtio-serial (the default) instead of vsock",
+		"QEMU's agent channel uses virtio-serial (the default) instead of vsock; the built-in VMM's vsock needs no vhost-vsock",
 		"modprobe vhost_vsock (CONFIG_VHOST_VSOCK)")
 }
 

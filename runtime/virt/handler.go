@@ -247,9 +247,21 @@ func vmConfig(cfg *config.Config, id string, size vmSize, dir string, share *sha
 		vc.DebugConsole = q.DebugConsole
 	case config.HypervisorBuiltin:
 		vc.DebugConsole = cfg.Hypervisor.Builtin.DebugConsole
+		if cfg.Hypervisor.Builtin.AgentChannel == config.AgentChannelVsock {
+			// The VM's vsock device is its own, served in process: no
+			// host-wide CID space to allocate from.
+			vc.AgentChannel = hypervisor.AgentChannel{Kind: hypervisor.ChannelVsock, GuestCID: builtinGuestCID, Port: agentVsockPort}
+		}
 	}
 	return vc
 }
+
+// The built-in VMM's vsock agent channel: the first CID a guest may have,
+// and the agent's customary port (Kata's too).
+const (
+	builtinGuestCID = 3
+	agentVsockPort  = 1024
+)
 
 // vmID is the sandbox ID as the hypervisor takes it: containerd's IDs are
 // up to 76 characters of the same alphabet, VM IDs up to 64.

@@ -8,6 +8,7 @@
 package vm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	virtionet "github.com/joeyrt/joey/vmm/virtio/net"
 	"github.com/joeyrt/joey/vmm/virtio/rng"
 	"github.com/joeyrt/joey/vmm/virtio/virtiopci"
+	"github.com/joeyrt/joey/vmm/virtio/vsock"
 )
 
 // The PCI window: BARs live from 3 GiB (where guest RAM must end, see
@@ -71,6 +73,9 @@ type Config struct {
 	NICs []NIC
 	// Device is the KVM device node; "" is /dev/kvm.
 	Device string
+	// VsockCID, when not 0, adds a virtio-vsock device with this guest
+	// CID; DialVsock connects to the guest's ports through it.
+	VsockCID uint64
 }
 
 // Share is one host directory exported under a 9p mount tag.
@@ -97,9 +102,10 @@ type NIC struct {
 
 // VM is an assembled machine. New builds it, Start runs it.
 type VM struct {
-	m    *machine.Machine
-	cons *console.Device
-	bus  *pci.Bus
+	m     *machine.Machine
+	cons  *console.Device
+	vsock *vsock.Device
+	bus   *pci.Bus
 	// devMu guards closers, transports and closed: AddNIC may race Close.
 	devMu      sync.Mutex
 	closers    []io.Closer
@@ -228,6 +234,15 @@ func (v *VM) addPCI(cfg Config) error {
 	}
 	if cfg.RNG {
 		devs = append(devs, rng.New())
+	}
+	if cfg.VsockCID != 0 {
+		d, err := vsock.New(cfg.VsockCID)
+		if err != nil {
+			return err
+		}
+		v.vsock = d
+		v.closers = append(v.closers, d)
+		devs = append(devs, d)
 	}
 	shares, err := v.shareDevices(cfg.Shares)
 	if err != nil {
@@ -419,6 +434,14 @@ func (v *VM) Port(name string) (net.Conn, error) {
 		return nil, fmt.Errorf("port %q: the VM has no console ports", name)
 	}
 	return v.cons.Conn(name)
+}
+
+// DialVsock connects to port of the guest's vsock (Config.VsockCID).
+func (v *VM) DialVsock(ctx context.Context, port uint32) (net.Conn, error) {
+	if v.vsock == nil {
+		return nil, errors.New("dial vsock: the VM has no vsock device (set Config.VsockCID)")
+	}
+	return v.vsock.Dial(ctx, port)
 }
 
 // Memory is the guest RAM mapping, for measuring the VMM's own footprint.

@@ -16,6 +16,7 @@ import (
 	"github.com/joeyrt/joey/vmm/legacy"
 	"github.com/joeyrt/joey/vmm/pci"
 	"github.com/joeyrt/joey/vmm/virtio/virtiotest"
+	"github.com/joeyrt/joey/vmm/virtio/vsock"
 )
 
 // requireKVM skips (or fails) unless /dev/kvm opens. Building a VM needs
@@ -178,5 +179,38 @@ func TestAddNICPlugsVirtioNetIntoTheNextFreeSlot(t *testing.T) {
 	}
 	if _, err := late.Stat(); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("the refused NIC's TAP is still open (%v)", err)
+	}
+}
+
+// TestVsockCIDAddsAVsockDeviceToDialThrough: with VsockCID the VM has a
+// virtio-vsock device (a guest that has not set it up yet refuses dials
+// with an error to retry on); without, DialVsock says how to get one; a
+// CID the spec reserves is refused naming the field.
+func TestVsockCIDAddsAVsockDeviceToDialThrough(t *testing.T) {
+	requireKVM(t)
+	img := testutil.GuestImage(t)
+	base := Config{VCPUs: 1, MemoryMiB: 128, Kernel: filepath.Join(img, "vmlinux")}
+	with := base
+	with.VsockCID = 3
+	v, err := New(with)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.DialVsock(context.Background(), 1024); !errors.Is(err, vsock.ErrNotActive) {
+		t.Errorf("DialVsock before the guest's driver = %v, want ErrNotActive", err)
+	}
+	without, err := New(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer without.Close()
+	if _, err := without.DialVsock(context.Background(), 1024); err == nil || !strings.Contains(err.Error(), "VsockCID") {
+		t.Errorf("DialVsock without a device = %v, want an error naming VsockCID", err)
+	}
+	bad := base
+	bad.VsockCID = 2
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "guest_cid") {
+		t.Errorf("New with CID 2 = %v, want an error naming guest_cid", err)
 	}
 }

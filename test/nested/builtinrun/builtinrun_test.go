@@ -116,6 +116,22 @@ func inner(t *testing.T) {
 				t.Run("ctr run through containerd", func(t *testing.T) {
 					ctrRun(t, dir, state)
 				})
+				t.Run("the agent over vsock", func(t *testing.T) {
+					vsockCfg := filepath.Join(dir, "vsock.toml")
+					toml, err := os.ReadFile(cfgPath)
+					if err != nil {
+						t.Fatal(err)
+					}
+					toml = append(toml, "[hypervisor.builtin]\nagent_channel = \"vsock\"\n"...)
+					if err := os.WriteFile(vsockCfg, toml, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					stdout, stderr, code := joeyRun(t, "", "run", "--config", vsockCfg, "--hypervisor", "builtin", "--rootfs", rootfs,
+						"sh", "-c", `grep -o 'joey.channel=[^ ]*' /proc/cmdline; exit 3`)
+					if code != 3 || stdout != "joey.channel=vsock:1024\n" {
+						t.Fatalf("exit %d, stdout %q, stderr %q; want 3 from a guest whose agent listens on vsock", code, stdout, stderr)
+					}
+				})
 				// What `ctr run --cni` does, on a PCI bus without hotplug.
 				t.Run("a network set up after create is hot-added", func(t *testing.T) {
 					lateNetwork(t, cfgPath, rootfs)
