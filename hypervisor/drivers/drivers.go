@@ -16,6 +16,9 @@ import (
 var (
 	mu         sync.Mutex
 	registered bool // guarded by mu
+	// register adds a driver to the process's registry; guarded by mu.
+	// Tests point it at a registry of their own.
+	register = hypervisor.Register
 )
 
 // Register registers every driver from cfg's sections. A process serves one
@@ -31,13 +34,13 @@ func Register(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("hypervisor.qemu in %s: %w", source(cfg), err)
 	}
-	if err := hypervisor.Register(d); err != nil {
+	if err := register(d); err != nil {
 		return err
 	}
 	// Registered in every build: without the VMM compiled in (the
 	// no_builtin_vmm tag) selecting it fails with an error naming the tag
 	// rather than "not registered".
-	if err := hypervisor.Register(builtin.New(builtin.Options{})); err != nil {
+	if err := register(builtin.New(builtin.Options{})); err != nil {
 		return err
 	}
 	registered = true

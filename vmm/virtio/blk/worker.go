@@ -25,12 +25,7 @@ type worker struct {
 	err error
 }
 
-func (w *worker) wake() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-}
+func (w *worker) wake() { virtio.WakeUp(w.kick) }
 
 func (w *worker) failure() error {
 	w.mu.Lock()
@@ -60,12 +55,7 @@ func (w *worker) run() {
 // drain serves every available request, checking for a reset between
 // requests so Reset waits for at most one.
 func (w *worker) drain() error {
-	for {
-		select {
-		case <-w.stop:
-			return nil
-		default:
-		}
+	for !virtio.Stopping(w.stop) {
 		c, ok, err := w.q.Pop()
 		if err != nil {
 			return fmt.Errorf("virtio-blk: request queue: %w", err)
@@ -80,4 +70,5 @@ func (w *worker) drain() error {
 			}
 		}
 	}
+	return nil
 }

@@ -147,7 +147,7 @@ func (d *Device) Activate(_ *memory.Memory, _ uint64, queues []*virtio.Queue, ir
 	d.mu.Unlock()
 	go a.run()
 	// The driver may have queued requests before DRIVER_OK.
-	a.kick <- struct{}{}
+	virtio.WakeUp(a.kick)
 	return nil
 }
 
@@ -160,10 +160,7 @@ func (d *Device) Notify(q int) {
 	a := d.act
 	d.mu.Unlock()
 	if a != nil {
-		select {
-		case a.kick <- struct{}{}:
-		default: // a wake-up is already pending
-		}
+		virtio.WakeUp(a.kick)
 	}
 }
 
