@@ -3,9 +3,6 @@ package guestvm
 import (
 	"bufio"
 	"context"
-	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,31 +76,12 @@ func TestFreedGuestMemoryLeavesQEMU(t *testing.T) {
 	t.Fatalf("QEMU's guest RAM holds %d MiB 45 s after the guest freed 200 MiB (%d MiB with the file)", now, full)
 }
 
-// guestRAMMiB is the resident size of QEMU's guest RAM mapping: the
-// anonymous mapping of the guest's memory size.
+// guestRAMMiB is the resident size of QEMU's guest RAM mapping.
 func guestRAMMiB(t *testing.T, pid, memMiB int) int {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	ram, _, err := testutil.GuestRAMRss(pid, memMiB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var size, best int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		switch fields[0] {
-		case "Size:":
-			size, _ = strconv.ParseInt(fields[1], 10, 64)
-		case "Rss:":
-			rss, _ := strconv.ParseInt(fields[1], 10, 64)
-			if want := int64(memMiB) << 10; size >= want && size <= want+4096 && rss > best {
-				best = rss
-			}
-		}
-	}
-	return int(best >> 10)
+	return int(ram >> 10)
 }
