@@ -102,17 +102,16 @@ type Hypervisors struct {
 
 // QEMU is the [hypervisor.qemu] section.
 type QEMU struct {
-	Path              string   `toml:"path"`
-	Machine           string   `toml:"machine"`
-	Accel             string   `toml:"accel"`
-	VCPUs             int      `toml:"vcpus"`
-	MaxVCPUs          int      `toml:"max_vcpus"`
-	MemoryMiB         int      `toml:"memory_mib"`
-	SharedFS          string   `toml:"shared_fs"`
-	AgentChannel      string   `toml:"agent_channel"`
-	FreePageReporting bool     `toml:"free_page_reporting"`
-	DebugConsole      bool     `toml:"debug_console"`
-	ExtraArgs         []string `toml:"extra_args"`
+	Path         string   `toml:"path"`
+	Machine      string   `toml:"machine"`
+	Accel        string   `toml:"accel"`
+	VCPUs        int      `toml:"vcpus"`
+	MaxVCPUs     int      `toml:"max_vcpus"`
+	MemoryMiB    int      `toml:"memory_mib"`
+	SharedFS     string   `toml:"shared_fs"`
+	AgentChannel string   `toml:"agent_channel"`
+	DebugConsole bool     `toml:"debug_console"`
+	ExtraArgs    []string `toml:"extra_args"`
 }
 
 // Builtin is the [hypervisor.builtin] section.
@@ -154,15 +153,14 @@ func Default() *Config {
 		},
 		Hypervisor: Hypervisors{
 			QEMU: QEMU{
-				Path:              "qemu-system-x86_64",
-				Machine:           MachineMicrovm,
-				Accel:             AccelAuto,
-				VCPUs:             1,
-				MemoryMiB:         512,
-				SharedFS:          SharedFS9P,
-				AgentChannel:      AgentChannelSerial,
-				FreePageReporting: true,
-				ExtraArgs:         []string{},
+				Path:         "qemu-system-x86_64",
+				Machine:      MachineMicrovm,
+				Accel:        AccelAuto,
+				VCPUs:        1,
+				MemoryMiB:    512,
+				SharedFS:     SharedFS9P,
+				AgentChannel: AgentChannelSerial,
+				ExtraArgs:    []string{},
 			},
 			Builtin: Builtin{VCPUs: 1, MemoryMiB: 512, AgentChannel: AgentChannelSerial, FreePageReporting: true},
 		},

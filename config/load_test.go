@@ -120,7 +120,7 @@ func TestUnknownKeysNameKeyFileAndPosition(t *testing.T) {
 		name, doc, key, wantMsg string
 	}{
 		{"misspelt key", "[hypervisor.qemu]\nvcpus = 2\nmachin = \"q35\"\n", "hypervisor.qemu.machin",
-			"config /etc/joey/config.toml:3:1: unknown key hypervisor.qemu.machin: want one of path, machine, accel, vcpus, max_vcpus, memory_mib, shared_fs, agent_channel, free_page_reporting, debug_console, extra_args"},
+			"config /etc/joey/config.toml:3:1: unknown key hypervisor.qemu.machin: want one of path, machine, accel, vcpus, max_vcpus, memory_mib, shared_fs, agent_channel, debug_console, extra_args"},
 		{"unknown hypervisor table", "[hypervisor.firecracker]\npath = \"fc\"\n", "hypervisor.firecracker",
 			"config /etc/joey/config.toml:1:2: unknown key hypervisor.firecracker: want one of qemu, builtin"},
 		{"unknown top-level key", "debug = true\n", "debug",

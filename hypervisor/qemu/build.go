@@ -129,8 +129,5 @@ func buildCmdline(cfg *hypervisor.Config, p plan) *cmdline.Cmdline {
 	if cfg.RNG {
 		c.Add(cmdline.DeviceVirtioRNG{ID: "rng0", Transport: t})
 	}
-	if cfg.FreePageReporting {
-		c.Add(cmdline.DeviceVirtioBalloon{ID: "balloon0", Transport: t, FreePageReporting: true})
-	}
 	return c
 }

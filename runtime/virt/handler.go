@@ -245,7 +245,6 @@ func vmConfig(cfg *config.Config, id string, size vmSize, dir string, share *sha
 		vc.Machine = q.Machine
 		vc.Accel = hypervisor.Accel(q.Accel)
 		vc.DebugConsole = q.DebugConsole
-		vc.FreePageReporting = q.FreePageReporting
 	case config.HypervisorBuiltin:
 		vc.DebugConsole = cfg.Hypervisor.Builtin.DebugConsole
 		vc.FreePageReporting = cfg.Hypervisor.Builtin.FreePageReporting

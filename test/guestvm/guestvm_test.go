@@ -76,7 +76,7 @@ func boot(t *testing.T, share string) *guest {
 }
 
 // bootImage boots the image in img; debugConsole adds the debug console port.
-func bootImage(t *testing.T, img, share string, debugConsole bool, edit ...func(*hypervisor.Config)) *guest {
+func bootImage(t *testing.T, img, share string, debugConsole bool) *guest {
 	t.Helper()
 	testutil.RequireQEMU(t)
 	d, err := qemu.New(qemu.Options{})
@@ -94,7 +94,7 @@ func bootImage(t *testing.T, img, share string, debugConsole bool, edit ...func(
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	testutil.CountVM(t)
-	cfg := &hypervisor.Config{
+	vm, err := d.Start(ctx, &hypervisor.Config{
 		ID:           "guestvm",
 		VCPUs:        1,
 		MemoryMiB:    512,
@@ -105,11 +105,7 @@ func bootImage(t *testing.T, img, share string, debugConsole bool, edit ...func(
 		AgentChannel: hypervisor.AgentChannel{Kind: hypervisor.ChannelSerial},
 		SharedFS:     []hypervisor.SharedFS{{Tag: "share", Kind: hypervisor.SharedFS9P, HostPath: share}},
 		DebugConsole: debugConsole,
-	}
-	for _, e := range edit {
-		e(cfg)
-	}
-	vm, err := d.Start(ctx, cfg)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,8 +70,6 @@ func TestOptionsRenderExactArgs(t *testing.T) {
 		{"vhost-vsock", DeviceVhostVsock{ID: "vsock0", GuestCID: 3, Transport: MMIO},
 			[]string{"-device", "vhost-vsock-device,id=vsock0,guest-cid=3"}},
 		{"virtio-rng", DeviceVirtioRNG{ID: "rng0", Transport: PCI}, []string{"-device", "virtio-rng-pci,id=rng0"}},
-		{"virtio-balloon reporting", DeviceVirtioBalloon{ID: "balloon0", Transport: MMIO, FreePageReporting: true}, []string{"-device", "virtio-balloon-device,id=balloon0,free-page-reporting=on"}},
-		{"virtio-balloon on a bus", DeviceVirtioBalloon{ID: "balloon0", Transport: PCI, Bus: "pcie.0"}, []string{"-device", "virtio-balloon-pci,id=balloon0,bus=pcie.0"}},
 		{"root port", PCIeRootPort{ID: "rp0", Chassis: 1}, []string{"-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1"}},
 	}
 	for _, tt := range tests {

@@ -44,26 +44,6 @@ func (d DeviceVirtioRNG) Args(*FDs) ([]string, error) {
 	return plainDevice("virtio-rng", d.ID, d.Transport, d.Bus)
 }
 
-// DeviceVirtioBalloon is a virtio-balloon used for free page reporting
-// only: the guest reports the pages it freed and QEMU discards them from
-// host RAM. QEMU never asks the guest to inflate it unless told over QMP.
-type DeviceVirtioBalloon struct {
-	ID                string
-	Transport         Transport
-	Bus               string
-	FreePageReporting bool
-}
-
-// Args implements Option.
-func (d DeviceVirtioBalloon) Args(*FDs) ([]string, error) {
-	args, err := plainDevice("virtio-balloon", d.ID, d.Transport, d.Bus)
-	if err != nil || !d.FreePageReporting {
-		return args, err
-	}
-	args[1] += ",free-page-reporting=on"
-	return args, nil
-}
-
 // PCIeRootPort is an empty PCIe slot on q35 that a device can be hot-added
 // to (device_add with bus=ID).
 type PCIeRootPort struct {
