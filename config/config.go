@@ -116,11 +116,10 @@ type QEMU struct {
 
 // Builtin is the [hypervisor.builtin] section.
 type Builtin struct {
-	VCPUs             int    `toml:"vcpus"`
-	MemoryMiB         int    `toml:"memory_mib"`
-	AgentChannel      string `toml:"agent_channel"`
-	FreePageReporting bool   `toml:"free_page_reporting"`
-	DebugConsole      bool   `toml:"debug_console"`
+	VCPUs        int    `toml:"vcpus"`
+	MemoryMiB    int    `toml:"memory_mib"`
+	AgentChannel string `toml:"agent_channel"`
+	DebugConsole bool   `toml:"debug_console"`
 }
 
 // Agent is the [agent] section.
@@ -162,7 +161,7 @@ func Default() *Config {
 				AgentChannel: AgentChannelSerial,
 				ExtraArgs:    []string{},
 			},
-			Builtin: Builtin{VCPUs: 1, MemoryMiB: 512, AgentChannel: AgentChannelSerial, FreePageReporting: true},
+			Builtin: Builtin{VCPUs: 1, MemoryMiB: 512, AgentChannel: AgentChannelSerial},
 		},
 		Agent: Agent{
 			// TCG boots take 3–7 s and nested ones longer; a minute leaves

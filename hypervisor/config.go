@@ -88,9 +88,6 @@ type Config struct {
 	HotplugSlots int
 	// RNG gives the guest a virtio-rng fed by the host.
 	RNG bool
-	// FreePageReporting gives the guest a virtio-balloon through which it
-	// reports the pages it freed, which the host then reclaims.
-	FreePageReporting bool
 	// DebugConsole adds a virtio-serial port named DebugConsolePort whose
 	// host side is a unix socket in StateDir (see DebugConsoler).
 	DebugConsole bool

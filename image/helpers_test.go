@@ -157,7 +157,6 @@ var fakeModules = []struct {
 	{"kernel/net/vmw_vsock/vsock.ko", "", nil},
 	{"kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko", "vsock", nil},
 	{"kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko", "virtio,vmw_vsock_virtio_transport_common,virtio_ring,vsock", nil},
-	{"kernel/drivers/virtio/virtio_balloon.ko", "virtio,virtio_ring", nil},
 	{"kernel/sound/unused.ko", "", nil},
 }
 

@@ -11,14 +11,13 @@ import (
 
 // rootModules are the drivers for the devices joey gives a guest: virtio
 // transports (PCI for q35 and the built-in VMM, MMIO for microvm), the
-// agent's console port, network, block, entropy, vsock, the balloon
-// (free page reporting), the shared filesystems (9p, virtio-fs), overlay and
-// ext4 for container filesystems, and crc32c, which ext4 asks for through a
-// softdep.
+// agent's console port, network, block, entropy, vsock, the shared
+// filesystems (9p, virtio-fs), overlay and ext4 for container filesystems,
+// and crc32c, which ext4 asks for through a softdep.
 var rootModules = []string{
 	"virtio_pci", "virtio_mmio", "virtio_console", "virtio_net", "virtio_blk",
 	"virtio_rng", "9pnet_virtio", "9p", "virtiofs", "overlay", "ext4",
-	"crc32c_generic", "vmw_vsock_virtio_transport", "virtio_balloon",
+	"crc32c_generic", "vmw_vsock_virtio_transport",
 }
 
 // RootModules returns the modules every image carries, before their

@@ -91,9 +91,7 @@ func (d *Driver) Start(ctx context.Context, cfg *hypervisor.Config) (_ hyperviso
 		Console:   console,
 		Ports:     []string{v.agentPort},
 		RNG:       true,
-		// Memory the guest frees goes back to the host.
-		FreePageReporting: cfg.FreePageReporting,
-		Device:            d.opts.Device,
+		Device:    d.opts.Device,
 	}
 	if cfg.DebugConsole {
 		vc.Ports = append(vc.Ports, hypervisor.DebugConsolePort)

@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	"github.com/joeyrt/joey/hypervisor"
@@ -142,9 +141,6 @@ func (d *Driver) Start(ctx context.Context, cfg *hypervisor.Config) (_ hyperviso
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
 	fail := func(err error) (hypervisor.VM, error) { return nil, fmt.Errorf("start vm %s: %w", cfg.ID, err) }
-	if cfg.FreePageReporting {
-		return fail(fmt.Errorf("free page reporting: the qemu driver does not add a virtio-balloon yet: %w", errdefs.ErrNotImplemented))
-	}
 
 	machine, err := d.machineFor(cfg)
 	if err != nil {

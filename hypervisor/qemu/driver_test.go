@@ -76,7 +76,6 @@ func TestStartRejectsABadConfigBeforeRunningQEMU(t *testing.T) {
 		{"unknown machine", func(c *hypervisor.Config) { c.Machine = "virt" }, `machine "virt" is not one of microvm, q35, pc`},
 		{"hotplug on microvm", func(c *hypervisor.Config) { c.Machine, c.HotplugSlots = "microvm", 1 }, "hotplug slots need machine q35"},
 		{"kvm where there is none", func(c *hypervisor.Config) { c.Accel = hypervisor.AccelKVM }, "no usable KVM"},
-		{"free page reporting", func(c *hypervisor.Config) { c.FreePageReporting = true }, "free page reporting: the qemu driver does not add a virtio-balloon yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -247,7 +247,6 @@ func vmConfig(cfg *config.Config, id string, size vmSize, dir string, share *sha
 		vc.DebugConsole = q.DebugConsole
 	case config.HypervisorBuiltin:
 		vc.DebugConsole = cfg.Hypervisor.Builtin.DebugConsole
-		vc.FreePageReporting = cfg.Hypervisor.Builtin.FreePageReporting
 		if cfg.Hypervisor.Builtin.AgentChannel == config.AgentChannelVsock {
 			// The VM's vsock device is its own, served in process: no
 			// host-wide CID space to allocate from.

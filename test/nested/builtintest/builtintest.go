@@ -81,8 +81,6 @@ func Boot(t *testing.T, img, waitFor string, configure func(*vm.Config), ready f
 			Console: console,
 			Ports:   []string{AgentPort, ShellPort},
 			RNG:     true,
-			// builtinvm checks that freed guest memory goes back.
-			FreePageReporting: true,
 		}
 		if configure != nil {
 			configure(&cfg)

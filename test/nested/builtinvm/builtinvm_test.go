@@ -9,15 +9,11 @@ package builtinvm
 import (
 	"context"
 	"net"
-	"os"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/joeyrt/joey/agent"
 	"github.com/joeyrt/joey/agent/protocol"
@@ -75,8 +71,7 @@ func inner(t *testing.T, img string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh := guestimage.NewShell(conn, v.Done())
-	out, _, err := sh.Run("cat /proc/interrupts; for f in /sys/bus/pci/devices/*/msi_irqs/*; do echo MODE $f $(cat $f); done; "+
+	out, _, err := guestimage.NewShell(conn, v.Done()).Run("cat /proc/interrupts; for f in /sys/bus/pci/devices/*/msi_irqs/*; do echo MODE $f $(cat $f); done; "+
 		"echo RNG=$(cat /sys/class/misc/hw_random/rng_current); echo NPROC=$(nproc)", time.Minute)
 	if err != nil {
 		t.Fatalf("%v:\n%s", err, out)
@@ -124,56 +119,10 @@ func inner(t *testing.T, img string) {
 	} else {
 		t.Logf("queue kicks: %d, all through ioeventfds", fd)
 	}
-	freePageReporting(t, v, sh)
 	c.Close()
 	builtintest.Shutdown(t, &v, before)
 	log := console.String()
 	if !strings.Contains(log, "Linux version") || !strings.Contains(log, "virtio") {
 		t.Fatalf("serial console not captured:\n%s", log)
 	}
-}
-
-// freePageReporting fills 200 MiB of the guest's RAM with a file and
-// removes it: the guest reports the freed pages through the balloon and
-// the VMM gives them back to the host, so the guest RAM mapping's
-// resident size drops again.
-func freePageReporting(t *testing.T, v *vm.VM, sh *guestimage.Shell) {
-	t.Helper()
-	ram := v.Memory().Host()
-	start := residentMiB(t, ram)
-	if out, _, err := sh.Run("dd if=/dev/zero of=/fill bs=1M count=200 2>&1 | tail -1; sync", time.Minute); err != nil {
-		t.Fatalf("fill guest memory: %v:\n%s", err, out)
-	}
-	full := residentMiB(t, ram)
-	if full < start+150 {
-		t.Fatalf("guest RAM resident %d MiB after a 200 MiB file, %d MiB before: the fill did not land", full, start)
-	}
-	if out, _, err := sh.Run("rm /fill; echo 3 > /proc/sys/vm/drop_caches", time.Minute); err != nil {
-		t.Fatalf("free guest memory: %v:\n%s", err, out)
-	}
-	// Linux reports free pages about every 2 s, in 2 MiB chunks.
-	deadline := time.Now().Add(30 * time.Second)
-	now := full
-	for time.Now().Before(deadline) {
-		if now = residentMiB(t, ram); now <= full-100 {
-			t.Logf("guest RAM resident: %d MiB at boot, %d MiB with the file, %d MiB after it was removed", start, full, now)
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("guest RAM resident %d MiB 30 s after the guest freed 200 MiB (%d MiB with the file): free page reporting returned nothing", now, full)
-}
-
-// residentMiB is how much of mapping b is in host RAM (mincore).
-func residentMiB(t *testing.T, b []byte) int {
-	t.Helper()
-	vec := make([]byte, (len(b)+os.Getpagesize()-1)/os.Getpagesize())
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatalf("mincore: %v", errno)
-	}
-	n := 0
-	for _, v := range vec {
-		n += int(v & 1)
-	}
-	return n * os.Getpagesize() >> 20
 }
