@@ -56,30 +56,6 @@ func (m *Memory) Slice(addr, n uint64) ([]byte, error) {
 	return m.mem[addr : addr+n : addr+n], nil
 }
 
-// PageSize is the granule Discard works in.
-const PageSize = 4096
-
-// Discard gives the host pages of guest RAM [addr, addr+n) back to the
-// host kernel (MADV_DONTNEED): the guest said it does not use them (free
-// page reporting), and they read as zeros when it touches them again. Both
-// ends must be page-aligned and the range inside RAM.
-func (m *Memory) Discard(addr, n uint64) error {
-	if addr%PageSize != 0 || n%PageSize != 0 {
-		return fmt.Errorf("discard guest memory [%#x, +%#x): not page-aligned", addr, n)
-	}
-	s, err := m.Slice(addr, n)
-	if err != nil {
-		return fmt.Errorf("discard guest memory: %w", err)
-	}
-	if n == 0 {
-		return nil
-	}
-	if err := unix.Madvise(s, unix.MADV_DONTNEED); err != nil {
-		return fmt.Errorf("discard guest memory [%#x, +%#x): %w", addr, n, err)
-	}
-	return nil
-}
-
 // ReadAt copies guest RAM at addr into p; all of p or an error.
 func (m *Memory) ReadAt(p []byte, addr uint64) error {
 	s, err := m.Slice(addr, uint64(len(p)))

@@ -71,28 +71,3 @@ func TestNewRefusesBadSizes(t *testing.T) {
 		}
 	}
 }
-
-func TestDiscardZeroesWholePagesInsideRAMOnly(t *testing.T) {
-	m, err := New(16 * PageSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	for i := range m.Host() {
-		m.Host()[i] = 0xaa
-	}
-	if err := m.Discard(2*PageSize, 3*PageSize); err != nil {
-		t.Fatal(err)
-	}
-	for i, b := range m.Host() {
-		inside := i >= 2*PageSize && i < 5*PageSize
-		if inside && b != 0 || !inside && b != 0xaa {
-			t.Fatalf("byte %#x reads %#x after discarding pages 2-4", i, b)
-		}
-	}
-	for _, bad := range [][2]uint64{{1, PageSize}, {0, 100}, {15 * PageSize, 2 * PageSize}, {1 << 62, PageSize}} {
-		if err := m.Discard(bad[0], bad[1]); err == nil {
-			t.Errorf("Discard(%#x, %#x) succeeded", bad[0], bad[1])
-		}
-	}
-}

@@ -108,38 +108,3 @@ func TestStoppingAndWakeUp(t *testing.T) {
 		t.Fatalf("%d wake-ups pending, want 1", len(kick))
 	}
 }
-
-func TestServeDrainsOnKicksAndIdlesAfterAFailureUntilStop(t *testing.T) {
-	stop, kick := make(chan struct{}), make(chan struct{}, 1)
-	drains := make(chan struct{}, 4)
-	fail := errors.New("broken ring")
-	calls := 0
-	var failed error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		virtio.Serve(stop, kick, func() error {
-			calls++
-			drains <- struct{}{}
-			if calls == 2 {
-				return fail
-			}
-			return nil
-		}, func(err error) { failed = err })
-	}()
-	for range 2 {
-		virtio.WakeUp(kick)
-		<-drains
-	}
-	virtio.WakeUp(kick) // after the failure: not drained
-	select {
-	case <-done:
-		t.Fatal("Serve returned before stop")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(stop)
-	<-done
-	if calls != 2 || failed != fail {
-		t.Fatalf("%d drains, failure %v; want 2 and the drain's error", calls, failed)
-	}
-}

@@ -134,22 +134,3 @@ func WakeUp(kick chan<- struct{}) {
 	default:
 	}
 }
-
-// Serve is the loop of a device worker: drain on every kick until stop
-// closes. When drain fails (a broken ring, a dead interrupt line) it hands
-// the error to fail and idles until stop: serving on would only guess, and
-// the driver's reset starts a fresh worker.
-func Serve(stop, kick <-chan struct{}, drain func() error, fail func(error)) {
-	for {
-		select {
-		case <-stop:
-			return
-		case <-kick:
-		}
-		if err := drain(); err != nil {
-			fail(err)
-			<-stop
-			return
-		}
-	}
-}

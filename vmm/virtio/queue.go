@@ -152,88 +152,15 @@ func (q *Queue) Pending() bool {
 // empty. An error means the driver broke the ring; the device should stop
 // using the queue (and may ask for a reset).
 func (q *Queue) Pop() (c Chain, ok bool, err error) {
-	c.Head, c.Readable, c.Writable, ok, err = pop(q, func(i uint16, d desc) (Buffer, error) {
-		buf, err := q.mem.Slice(d.addr, uint64(d.len))
-		if err != nil {
-			return nil, fmt.Errorf("%w: descriptor %d: %w", ErrBadChain, i, err)
-		}
-		return buf, nil
-	})
-	if !ok {
-		return Chain{}, false, err
-	}
-	return c, true, nil
-}
-
-// Range is one buffer of a chain as the driver described it: a guest
-// physical address and a length, not checked against RAM.
-type Range struct {
-	Addr uint64
-	Len  uint32
-}
-
-// RangeChain is a chain as PopRanges returns it: where its buffers are,
-// not what they hold.
-type RangeChain struct {
-	// Head is the index of the first descriptor, returned with Push.
-	Head uint16
-	// Readable and Writable are the buffers' guest ranges, in chain order.
-	Readable, Writable []Range
-}
-
-// PopRanges is Pop for a device that acts on where the driver's buffers
-// are rather than on their contents (the balloon hands reported free pages
-// back to the host). The chain is checked as Pop checks it, except that
-// its buffers are not checked against RAM: a buffer outside RAM is
-// returned like any other, and the device checks each range before it
-// uses it. Descriptor tables (the ring's, indirect ones) must still lie in
-// RAM.
-func (q *Queue) PopRanges() (c RangeChain, ok bool, err error) {
-	c.Head, c.Readable, c.Writable, ok, err = pop(q, func(_ uint16, d desc) (Range, error) {
-		return Range{Addr: d.addr, Len: d.len}, nil
-	})
-	if !ok {
-		return RangeChain{}, false, err
-	}
-	return c, true, nil
-}
-
-// pop takes the next available chain off the ring and turns each of its
-// buffer descriptors into a B with buffer.
-func pop[B any](q *Queue, buffer func(i uint16, d desc) (B, error)) (head uint16, readable, writable []B, ok bool, err error) {
-	if head, ok, err = q.next(); !ok {
-		return 0, nil, nil, false, err
-	}
-	err = q.walk(head, func(i uint16, d desc) error {
-		b, err := buffer(i, d)
-		if err != nil {
-			return err
-		}
-		if d.flags&descFWrite != 0 {
-			writable = append(writable, b)
-		} else {
-			readable = append(readable, b)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, nil, nil, false, err
-	}
-	return head, readable, writable, true, nil
-}
-
-// next takes the head of the next available chain off the avail ring; ok
-// is false when the ring is empty or broken (err).
-func (q *Queue) next() (head uint16, ok bool, err error) {
 	availIdx := loadU16(q.avail, 2)
 	if availIdx == q.nextAvail {
-		return 0, false, nil
+		return Chain{}, false, nil
 	}
 	if uint16(availIdx-q.nextAvail) > q.cfg.Size {
-		return 0, false, fmt.Errorf("%w: avail index %d is %d ahead of the device in a queue of %d", ErrBadChain, availIdx, uint16(availIdx-q.nextAvail), q.cfg.Size)
+		return Chain{}, false, fmt.Errorf("%w: avail index %d is %d ahead of the device in a queue of %d", ErrBadChain, availIdx, uint16(availIdx-q.nextAvail), q.cfg.Size)
 	}
 	slot := int(q.nextAvail % q.cfg.Size)
-	head = binary.LittleEndian.Uint16(q.avail[4+2*slot:])
+	head := binary.LittleEndian.Uint16(q.avail[4+2*slot:])
 	q.nextAvail++
 	if q.eventIdx {
 		// avail_event: tell the driver which index we will look at next.
@@ -245,7 +172,11 @@ func (q *Queue) next() (head uint16, ok bool, err error) {
 		// ring, waits for ever. A locked add is a full barrier.
 		atomic.AddUint32(&q.fence, 1)
 	}
-	return head, true, nil
+	c, err = q.walk(head)
+	if err != nil {
+		return Chain{}, false, err
+	}
+	return c, true, nil
 }
 
 type desc struct {
@@ -265,52 +196,55 @@ func readDesc(table []byte, i uint16) desc {
 	}
 }
 
-// walk follows the chain at head and calls visit with each buffer
-// descriptor (index, descriptor) in chain order, readable ones first.
-// Loops are caught by counting: a chain can visit at most as many
-// descriptors as its table holds.
-func (q *Queue) walk(head uint16, visit func(i uint16, d desc) error) error {
+// walk follows the chain at head. Loops are caught by counting: a chain can
+// visit at most as many descriptors as its table holds.
+func (q *Queue) walk(head uint16) (Chain, error) {
+	c := Chain{Head: head}
 	if head >= q.cfg.Size {
-		return fmt.Errorf("%w: head %d outside a queue of %d", ErrBadChain, head, q.cfg.Size)
+		return c, fmt.Errorf("%w: head %d outside a queue of %d", ErrBadChain, head, q.cfg.Size)
 	}
 	table, limit := q.descs, uint32(q.cfg.Size)
-	i, seen, indirect, writable := head, uint32(0), false, false
+	i, seen, indirect := head, uint32(0), false
 	for {
 		if seen++; seen > limit {
-			return fmt.Errorf("%w: chain at %d loops or exceeds %d descriptors", ErrBadChain, head, limit)
+			return c, fmt.Errorf("%w: chain at %d loops or exceeds %d descriptors", ErrBadChain, head, limit)
 		}
 		d := readDesc(table, i)
 		if d.flags&descFIndirect != 0 {
 			switch {
 			case !q.indirect:
-				return fmt.Errorf("%w: indirect descriptor without VIRTIO_F_INDIRECT_DESC", ErrBadChain)
+				return c, fmt.Errorf("%w: indirect descriptor without VIRTIO_F_INDIRECT_DESC", ErrBadChain)
 			case indirect:
-				return fmt.Errorf("%w: nested indirect descriptor", ErrBadChain)
+				return c, fmt.Errorf("%w: nested indirect descriptor", ErrBadChain)
 			case d.flags&descFNext != 0:
-				return fmt.Errorf("%w: indirect descriptor with NEXT set", ErrBadChain)
+				return c, fmt.Errorf("%w: indirect descriptor with NEXT set", ErrBadChain)
 			case d.len == 0 || d.len%descSize != 0 || d.len/descSize > 65536:
-				return fmt.Errorf("%w: indirect table of %d bytes", ErrBadChain, d.len)
+				return c, fmt.Errorf("%w: indirect table of %d bytes", ErrBadChain, d.len)
 			}
 			t, err := q.mem.Slice(d.addr, uint64(d.len))
 			if err != nil {
-				return fmt.Errorf("%w: indirect table: %w", ErrBadChain, err)
+				return c, fmt.Errorf("%w: indirect table: %w", ErrBadChain, err)
 			}
 			table, limit, i, seen, indirect = t, d.len/descSize, 0, 0, true
 			continue
 		}
-		if d.flags&descFWrite != 0 {
-			writable = true
-		} else if writable {
-			return fmt.Errorf("%w: readable descriptor %d after a writable one", ErrBadChain, i)
+		buf, err := q.mem.Slice(d.addr, uint64(d.len))
+		if err != nil {
+			return c, fmt.Errorf("%w: descriptor %d: %w", ErrBadChain, i, err)
 		}
-		if err := visit(i, d); err != nil {
-			return err
+		if d.flags&descFWrite != 0 {
+			c.Writable = append(c.Writable, buf)
+		} else {
+			if len(c.Writable) > 0 {
+				return c, fmt.Errorf("%w: readable descriptor %d after a writable one", ErrBadChain, i)
+			}
+			c.Readable = append(c.Readable, buf)
 		}
 		if d.flags&descFNext == 0 {
-			return nil
+			return c, nil
 		}
 		if uint32(d.next) >= limit {
-			return fmt.Errorf("%w: next %d outside a table of %d", ErrBadChain, d.next, limit)
+			return c, fmt.Errorf("%w: next %d outside a table of %d", ErrBadChain, d.next, limit)
 		}
 		i = d.next
 	}

@@ -21,7 +21,6 @@ const (
 	TypeBlock   DeviceType = 2
 	TypeConsole DeviceType = 3
 	TypeRNG     DeviceType = 4
-	TypeBalloon DeviceType = 5
 	Type9P      DeviceType = 9
 	TypeVsock   DeviceType = 19
 )
@@ -36,8 +35,6 @@ func (t DeviceType) String() string {
 		return "console"
 	case TypeRNG:
 		return "rng"
-	case TypeBalloon:
-		return "balloon"
 	case Type9P:
 		return "9p"
 	case TypeVsock:

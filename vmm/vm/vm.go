@@ -25,7 +25,6 @@ import (
 	"github.com/joeyrt/joey/vmm/pci"
 	"github.com/joeyrt/joey/vmm/serial"
 	"github.com/joeyrt/joey/vmm/virtio"
-	"github.com/joeyrt/joey/vmm/virtio/balloon"
 	"github.com/joeyrt/joey/vmm/virtio/blk"
 	"github.com/joeyrt/joey/vmm/virtio/console"
 	virtionet "github.com/joeyrt/joey/vmm/virtio/net"
@@ -77,9 +76,6 @@ type Config struct {
 	// VsockCID, when not 0, adds a virtio-vsock device with this guest
 	// CID; DialVsock connects to the guest's ports through it.
 	VsockCID uint64
-	// FreePageReporting adds a virtio-balloon through which the guest
-	// reports the pages it freed; the VMM discards them from host RAM.
-	FreePageReporting bool
 }
 
 // Share is one host directory exported under a 9p mount tag.
@@ -238,14 +234,6 @@ func (v *VM) addPCI(cfg Config) error {
 	}
 	if cfg.RNG {
 		devs = append(devs, rng.New())
-	}
-	if cfg.FreePageReporting {
-		d, err := balloon.New(v.m.Memory())
-		if err != nil {
-			return err
-		}
-		v.closers = append(v.closers, d)
-		devs = append(devs, d)
 	}
 	if cfg.VsockCID != 0 {
 		d, err := vsock.New(cfg.VsockCID)

@@ -34,11 +34,22 @@ func (w *worker) failure() error {
 }
 
 func (w *worker) run() {
-	virtio.Serve(w.stop, w.kick, w.drain, func(err error) {
-		w.mu.Lock()
-		w.err = err
-		w.mu.Unlock()
-	})
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.kick:
+		}
+		if err := w.drain(); err != nil {
+			// A broken ring or a dead interrupt line: serving on would
+			// only guess. Idle until the driver resets the device.
+			w.mu.Lock()
+			w.err = err
+			w.mu.Unlock()
+			<-w.stop
+			return
+		}
+	}
 }
 
 // drain serves every available request, checking for a reset between
