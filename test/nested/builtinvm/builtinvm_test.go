@@ -37,7 +37,7 @@ var msiMode = regexp.MustCompile(`MODE /sys/bus/pci/devices/0000:00:(\d\d)\.0/ms
 func inner(t *testing.T, img string) {
 	before := runtime.NumGoroutine()
 	var c *agent.Client
-	v, console := builtintest.Boot(t, img, "agent", nil, func(v *vm.VM) error {
+	v, console := builtintest.Boot(t, img, "agent", func(cfg *vm.Config) { cfg.IOEventFDs = true }, func(v *vm.VM) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		go func() {
