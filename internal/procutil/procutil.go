@@ -64,3 +64,14 @@ func parseStartTime(stat []byte) (uint64, error) {
 	}
 	return st, nil
 }
+
+// Zombie reports whether pid has exited but not been reaped: it holds no
+// files any more, which is all a cleanup waits for.
+func Zombie(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i >= 0 && i+2 < len(data) && data[i+2] == 'Z'
+}

@@ -1,12 +1,9 @@
 package virt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -93,22 +90,11 @@ func killRecorded(ctx context.Context, p api.Process) error {
 		return fmt.Errorf("kill %s (pid %d): %w", p.Name, p.Pid, err)
 	}
 	deadline := time.Now().Add(killWait)
-	for procutil.Matches(p.Pid, p.StartTime) && !zombie(p.Pid) {
+	for procutil.Matches(p.Pid, p.StartTime) && !procutil.Zombie(p.Pid) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("%s (pid %d) still there after SIGKILL", p.Name, p.Pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
-}
-
-// zombie reports whether pid has exited but not been reaped: it holds no
-// files any more, which is all a cleanup waits for.
-func zombie(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i >= 0 && i+2 < len(data) && data[i+2] == 'Z'
 }

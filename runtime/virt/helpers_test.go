@@ -21,6 +21,7 @@ import (
 	"github.com/joeyrt/joey/hypervisor"
 	"github.com/joeyrt/joey/hypervisor/qemu"
 	"github.com/joeyrt/joey/internal/ociimage"
+	"github.com/joeyrt/joey/internal/procutil"
 	"github.com/joeyrt/joey/internal/testutil"
 )
 
@@ -118,7 +119,7 @@ func processGone(pid int) bool {
 	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 		return true
 	}
-	return zombie(pid)
+	return procutil.Zombie(pid)
 }
 
 // processesMentioning lists pids whose command line contains s.
@@ -131,7 +132,7 @@ func processesMentioning(t *testing.T, s string) []string {
 			continue
 		}
 		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmd, []byte(s)) && !zombie(atoi(e.Name())) {
+		if err == nil && bytes.Contains(cmd, []byte(s)) && !procutil.Zombie(atoi(e.Name())) {
 			pids = append(pids, e.Name()+": "+strings.ReplaceAll(string(cmd), "\x00", " "))
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/joeyrt/joey/config"
 	"github.com/joeyrt/joey/hypervisor/drivers"
 	"github.com/joeyrt/joey/internal/ociimage"
+	"github.com/joeyrt/joey/internal/procutil"
 	"github.com/joeyrt/joey/internal/testutil"
 	jruntime "github.com/joeyrt/joey/runtime"
 	_ "github.com/joeyrt/joey/runtime/virt"
@@ -425,12 +426,8 @@ func taskPid(ctx context.Context, t *testing.T, d *containerdtest.Daemon, id str
 
 // running reports whether pid exists and is not a zombie.
 func running(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil && !procutil.Zombie(pid)
 }
 
 // assertOwnNetNS fails t unless process pid is in a network namespace
